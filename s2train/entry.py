@@ -1,0 +1,130 @@
+"""Importable task functions behind `train.py` and `eval.py`.
+
+`train(cfg)` and `evaluate(cfg)` take a composed Hydra config (see `configs/`), so tests and notebooks call
+them directly with `hydra.compose(...)`; the `@hydra.main` shims only add the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+RECIPES_HINT = "pass recipe=<name>, one of: {names} (configs/recipe/)"
+
+
+class ConfigError(ValueError):
+    """A configuration problem found before any training work starts."""
+
+
+def _available_recipes() -> list[str]:
+    root = Path(__file__).resolve().parents[1] / "configs" / "recipe"
+    return sorted(p.stem for p in root.glob("*.yaml"))
+
+
+def _wandb_has_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def build_loggers(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every logger in the `logger` group; wandb goes offline when no API key is set."""
+    from hydra.utils import instantiate
+
+    loggers = []
+    for name, lg_cfg in (cfg or {}).items():
+        if not isinstance(lg_cfg, DictConfig) or "_target_" not in lg_cfg:
+            continue
+        kwargs = {}
+        if "WandbLogger" in lg_cfg._target_:
+            if lg_cfg.get("offline") is None:
+                offline = os.environ.get("WANDB_MODE", "") in ("offline", "disabled") or not _wandb_has_key()
+                kwargs["offline"] = offline
+            Path(lg_cfg.save_dir).mkdir(parents=True, exist_ok=True)
+        log.info("logger %s: %s", name, lg_cfg._target_)
+        loggers.append(instantiate(lg_cfg, **kwargs))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every callback in the `callbacks` group."""
+    from hydra.utils import instantiate
+
+    return [
+        instantiate(cb)
+        for cb in (cfg or {}).values()
+        if isinstance(cb, DictConfig) and "_target_" in cb
+    ]
+
+
+def _close_loggers() -> None:
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:
+        pass
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train with the recipe in `cfg` and return the final callback metrics.
+
+    Args:
+        cfg: a composed `configs/train.yaml`.
+
+    Returns:
+        Scalar metrics Lightning collected (e.g. `train/loss`, `val/loss_slow`).
+
+    Raises:
+        ConfigError: no recipe selected, or a required value is missing.
+    """
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from s2train.lit.callbacks import AtomicCheckpointIO
+
+    if cfg.get("module") is None:
+        raise ConfigError("no recipe selected: " + RECIPES_HINT.format(names=", ".join(_available_recipes())))
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"missing required config values: {', '.join(missing)} (set them on the command line)")
+
+    pl.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "resolved_config.yaml", resolve=True)
+    log.info("run directory: %s", out_dir)
+
+    datamodule = instantiate(cfg.data, _convert_="partial")
+    module = instantiate(cfg.module, _convert_="partial")
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    loggers = build_loggers(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if hasattr(module, "export") and trainer.is_global_zero and not trainer.fast_dev_run:
+            export_dir = Path(cfg.get("export_dir") or out_dir / "export")
+            module.export(export_dir)
+            log.info("exported model to %s", export_dir)
+    finally:
+        _close_loggers()
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 0)() == 1}
+    log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run an evaluation suite on a checkpoint, or compare result directories (`compare=[...]`)."""
+    from s2train.eval.suite import evaluate_from_config
+
+    return evaluate_from_config(cfg)

@@ -1,0 +1,146 @@
+"""Training-loop safety callbacks and the atomic checkpoint writer.
+
+- `AtomicCheckpointIO`: checkpoints are written to a temporary file in the target directory and renamed
+  (`os.replace`), so a run killed during a save leaves the previous checkpoint intact.
+- `NonFiniteGuard`: a NaN/Inf loss or gradient skips that optimizer step and is counted; after
+  `max_consecutive` bad steps in a row the run saves the last good state and stops with a clear error.
+- `LossCurvePlot`: writes `loss_curves.png` (train/val losses against step) into the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning import Callback, LightningModule, Trainer
+
+log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """`TorchCheckpointIO` that never leaves a half-written checkpoint under the final name."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+class NonFiniteError(RuntimeError):
+    """Raised after too many consecutive non-finite steps."""
+
+
+class NonFiniteGuard(Callback):
+    """Skip optimizer steps whose gradients are not finite; stop after `max_consecutive` in a row.
+
+    Skipping works by dropping the gradients (`p.grad = None`) before the optimizer step, so the weights and
+    the optimizer moments stay at the last good state. Works with automatic and manual optimization.
+    """
+
+    def __init__(self, max_consecutive: int = 10) -> None:
+        self.max_consecutive = max_consecutive
+        self.skipped = 0
+        self.consecutive = 0
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not params:
+            return
+        norms = torch.stack([p.grad.detach().float().norm() for p in params])
+        if bool(torch.isfinite(norms).all()):
+            self.consecutive = 0
+            return
+        for p in params:
+            p.grad = None
+        self.skipped += 1
+        self.consecutive += 1
+        pl_module.log("train/nonfinite_skipped", float(self.skipped), rank_zero_only=True)
+        log.warning(
+            "non-finite gradient at step %d: step skipped (%d in a row, %d total)",
+            trainer.global_step,
+            self.consecutive,
+            self.skipped,
+        )
+        if self.consecutive >= self.max_consecutive:
+            ckpt = Path(trainer.default_root_dir) / "checkpoints" / "last_good_before_nonfinite.ckpt"
+            trainer.save_checkpoint(ckpt)
+            raise NonFiniteError(
+                f"{self.consecutive} consecutive optimizer steps had non-finite gradients (step "
+                f"{trainer.global_step}); the last good state was saved to {ckpt}. Lower the learning rate, "
+                "check the data (s2train validates audio at load time) or enable gradient clipping."
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped, "consecutive": self.consecutive}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = state_dict.get("skipped", 0)
+        self.consecutive = state_dict.get("consecutive", 0)
+
+
+class LossCurvePlot(Callback):
+    """Collect logged `*loss*` scalars and plot them against the global step at the end of fit."""
+
+    def __init__(self, out_dir: str | os.PathLike, filename: str = "loss_curves.png") -> None:
+        self.out_dir = Path(out_dir)
+        self.filename = filename
+        self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
+
+    def _collect(self, trainer: Trainer, prefix: str) -> None:
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(prefix) and "loss" in key and torch.is_tensor(value) and value.numel() == 1:
+                v = float(value)
+                if math.isfinite(v):
+                    self.history[key].append((trainer.global_step, v))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            self._collect(trainer, "train/")
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._collect(trainer, "val/")
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not self.history:
+            return
+        self.plot(self.out_dir / self.filename)
+
+    def plot(self, path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for key in sorted(self.history):
+            steps, values = zip(*self.history[key])
+            ax.plot(steps, values, label=key, marker="." if key.startswith("val/") else None)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        log.info("loss curves written to %s", path)
+        return path
