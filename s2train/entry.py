@@ -57,11 +57,7 @@ def build_callbacks(cfg: DictConfig | None) -> list[Any]:
     """Instantiate every callback in the `callbacks` group."""
     from hydra.utils import instantiate
 
-    return [
-        instantiate(cb)
-        for cb in (cfg or {}).values()
-        if isinstance(cb, DictConfig) and "_target_" in cb
-    ]
+    return [instantiate(cb) for cb in (cfg or {}).values() if isinstance(cb, DictConfig) and "_target_" in cb]
 
 
 def _close_loggers() -> None:
@@ -95,7 +91,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError("no recipe selected: " + RECIPES_HINT.format(names=", ".join(_available_recipes())))
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ConfigError(f"missing required config values: {', '.join(missing)} (set them on the command line)")
+        raise ConfigError(
+            f"missing required config values: {', '.join(missing)} (set them on the command line)"
+        )
 
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
@@ -118,7 +116,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("exported model to %s", export_dir)
     finally:
         _close_loggers()
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 0)() == 1}
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 0)() == 1
+    }
     log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
     return metrics
 

@@ -24,9 +24,7 @@ def _resolve(cfg) -> None:
     assert isinstance(container, dict)
 
 
-@pytest.mark.parametrize(
-    "group", ["trainer", "logger", "callbacks", "debug", "data", "codec", "model"]
-)
+@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "debug", "data", "codec", "model"])
 def test_every_option_of_group_composes(group, tmp_path):
     options = [o for o in _options(group) if o != "default" or group in ("callbacks", "debug")]
     assert options, f"config group {group} is empty"
@@ -65,9 +63,7 @@ def test_config_typo_is_hydra_error(tmp_path):
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_train_cli_help():

@@ -1,0 +1,99 @@
+"""Non-finite guard, atomic checkpoints and the loss plot, on a toy LightningModule."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from s2train.lit.callbacks import AtomicCheckpointIO, LossCurvePlot, NonFiniteError, NonFiniteGuard
+
+
+class Toy(pl.LightningModule):
+    def __init__(self, nan_steps=()):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 1)
+        self.nan_steps = set(nan_steps)
+
+    def training_step(self, batch, idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.lin(x), y)
+        if self.global_step in self.nan_steps:
+            loss = loss * float("nan")
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=1e-2)
+
+
+def _loader(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    return DataLoader(TensorDataset(x, x.sum(-1, keepdim=True)), batch_size=8)
+
+
+def _trainer(tmp_path, callbacks, steps):
+    return pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def test_nonfinite_step_is_skipped_and_weights_stay_finite(tmp_path):
+    guard = NonFiniteGuard(max_consecutive=5)
+    model = Toy(nan_steps={2, 4})
+    _trainer(tmp_path, [guard], 8).fit(model, _loader())
+    assert guard.skipped == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_too_many_nonfinite_steps_stop_with_checkpoint(tmp_path):
+    guard = NonFiniteGuard(max_consecutive=3)
+    model = Toy(nan_steps=set(range(100)))
+    with pytest.raises(NonFiniteError, match="3 consecutive"):
+        _trainer(tmp_path, [guard], 20).fit(model, _loader())
+    ckpt = tmp_path / "checkpoints" / "last_good_before_nonfinite.ckpt"
+    state = torch.load(ckpt, weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+def test_atomic_save_killed_mid_write_keeps_previous(tmp_path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+    # A child process starts writing a big checkpoint to the same name and is killed mid-write.
+    script = textwrap.dedent(
+        f"""
+        import os, signal, torch
+        from s2train.lit.callbacks import AtomicCheckpointIO
+        real_save = torch.save
+        def slow_save(obj, f):
+            f.write(b"partial-bytes" * 1000); f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        torch.save = slow_save
+        AtomicCheckpointIO().save_checkpoint({{"step": 2, "w": torch.zeros(3)}}, {str(path)!r})
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert res.returncode != 0  # killed
+    state = AtomicCheckpointIO().load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(3))
+
+
+def test_loss_plot_written(tmp_path):
+    plot = LossCurvePlot(out_dir=tmp_path)
+    trainer = _trainer(tmp_path, [plot], 6)
+    trainer.log_every_n_steps = 1
+    trainer.fit(Toy(), _loader())
+    assert (tmp_path / "loss_curves.png").stat().st_size > 1000
