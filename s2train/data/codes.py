@@ -1,0 +1,375 @@
+"""Code datasets for Dual-AR training: examples built with the one prompt template, padding, bucketing.
+
+Reads the dataset written by `python -m s2train.data.encode` (a `datasets` dataset saved to disk with columns
+`id, text, speaker, language, split, path, codes`, codes an int list `[K][T]`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from s2train.data.sampler import BucketBatchSampler
+from s2train.text import IM_END, IM_START, VOICE, Reference, S2Tokenizer, build_prompt
+
+log = logging.getLogger(__name__)
+
+# The text segment build_prompt encodes for the final turn (kept in sync by tests/data/test_codes.py).
+_USER_SEGMENT = IM_START + "user\n{text}" + IM_END + "\n" + IM_START + "assistant\n" + VOICE
+
+
+@dataclass
+class SkipReport:
+    """Counts of items left out of a split, by reason."""
+
+    wrong_k: int = 0
+    too_long: int = 0
+    empty: int = 0
+    out_of_range: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.wrong_k + self.too_long + self.empty + self.out_of_range
+
+
+class CodesDataset(Dataset):
+    """Training examples (`Prompt` dicts) over utterances with codes.
+
+    Args:
+        rows: dicts with `id, text, speaker, codes` (codes `[K][T]`).
+        tokenizer: the S2 tokenizer.
+        num_codebooks: expected K; rows with another K are skipped and counted.
+        max_tokens: context limit; an item whose prompt is longer is skipped and counted (a reference that
+            would overflow it is dropped instead).
+        ref_prob: probability of adding another utterance of the same speaker as a voice reference.
+        seed: seed of the reference draws (deterministic per (seed, epoch, index)).
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[dict],
+        tokenizer: S2Tokenizer,
+        num_codebooks: int,
+        max_tokens: int = 2048,
+        ref_prob: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        self.tok = tokenizer
+        self.k = num_codebooks
+        self.max_tokens = max_tokens
+        self.ref_prob = ref_prob
+        self.seed = seed
+        self.epoch = 0
+        self.skipped = SkipReport()
+        self.items: list[dict] = []
+        self.lengths: list[int] = []
+        for row in rows:
+            codes = torch.as_tensor(row["codes"], dtype=torch.long)
+            if codes.dim() != 2 or codes.shape[0] != self.k:
+                self.skipped.wrong_k += 1
+                self._note(row, f"K={codes.shape[0] if codes.dim() == 2 else '?'} != {self.k}")
+                continue
+            if codes.shape[1] == 0 or not str(row.get("text") or "").strip():
+                self.skipped.empty += 1
+                self._note(row, "empty text or codes")
+                continue
+            if int(codes.min()) < 0 or int(codes[0].max()) >= tokenizer.num_semantic:
+                self.skipped.out_of_range += 1
+                self._note(row, f"codebook-0 codes outside [0, num_semantic={tokenizer.num_semantic})")
+                continue
+            # Exact prompt length without reference: the user/assistant segment, the frames, <|im_end|>.
+            length = len(tokenizer.encode(_USER_SEGMENT.format(text=row["text"]))) + codes.shape[1] + 1
+            if length > max_tokens:
+                self.skipped.too_long += 1
+                self._note(row, f"{length} tokens > max_tokens={max_tokens}")
+                continue
+            self.items.append(
+                {"id": row["id"], "text": row["text"], "speaker": row.get("speaker"), "codes": codes}
+            )
+            self.lengths.append(length)
+        by_speaker: dict[str, list[int]] = defaultdict(list)
+        for i, it in enumerate(self.items):
+            by_speaker[str(it["speaker"])].append(i)
+        self.by_speaker = dict(by_speaker)
+        if self.skipped.total:
+            log.warning(
+                "CodesDataset: skipped %d of %d items (wrong K: %d, too long: %d, empty: %d, codes out of range: %d), "
+                "e.g. %s",
+                self.skipped.total, len(rows), self.skipped.wrong_k, self.skipped.too_long, self.skipped.empty,
+                self.skipped.out_of_range, self.skipped.examples[:3],
+            )  # fmt: skip
+
+    def _note(self, row: dict, why: str) -> None:
+        if len(self.skipped.examples) < 10:
+            self.skipped.examples.append(f"{row.get('id')}: {why}")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the reference draws per epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _reference(self, index: int, rng: random.Random) -> Reference | None:
+        item = self.items[index]
+        pool = [j for j in self.by_speaker.get(str(item["speaker"]), []) if j != index]
+        if not pool or rng.random() >= self.ref_prob:
+            return None
+        ref = self.items[rng.choice(pool)]
+        # System turn: instruction line + "Text:/Speech:" scaffolding (< 64 tokens) + transcript + frames.
+        ref_len = ref["codes"].shape[1] + len(self.tok.encode(ref["text"])) + 64
+        if self.lengths[index] + ref_len > self.max_tokens:
+            return None  # the reference would overflow the context: train this item without one
+        return Reference(text=ref["text"], codes=ref["codes"], speaker=0)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.items[index]
+        rng = random.Random(hash((self.seed, self.epoch, index)))
+        ref = self._reference(index, rng)
+        prompt = build_prompt(
+            self.tok,
+            item["text"],
+            references=[ref] if ref else (),
+            target_codes=item["codes"],
+            num_codebooks=self.k,
+        )
+        return {
+            "tokens": prompt.tokens,
+            "codes": prompt.codes,
+            "audio_mask": prompt.audio_mask,
+            "loss_mask": prompt.loss_mask,
+        }
+
+
+def collate_prompts(items: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad prompt dicts into a batch.
+
+    Returns:
+        `tokens [B, L]` (pad_id), `codes [B, K, L]` (0), `audio_mask [B, L]`, `loss_mask [B, L]` (False on
+        padding), `lengths [B]`.
+    """
+    if not items:
+        raise ValueError("collate_prompts: empty batch")
+    b = len(items)
+    k = items[0]["codes"].shape[0]
+    lengths = torch.tensor([it["tokens"].shape[0] for it in items])
+    n = int(lengths.max())
+    tokens = torch.full((b, n), pad_id, dtype=torch.long)
+    codes = torch.zeros(b, k, n, dtype=torch.long)
+    audio = torch.zeros(b, n, dtype=torch.bool)
+    loss = torch.zeros(b, n, dtype=torch.bool)
+    for i, it in enumerate(items):
+        m = it["tokens"].shape[0]
+        tokens[i, :m] = it["tokens"]
+        codes[i, :, :m] = it["codes"]
+        audio[i, :m] = it["audio_mask"]
+        loss[i, :m] = it["loss_mask"]
+    return {"tokens": tokens, "codes": codes, "audio_mask": audio, "loss_mask": loss, "lengths": lengths}
+
+
+class PromptCollator:
+    """Picklable collator (DataLoader workers) around `collate_prompts`."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return collate_prompts(items, self.pad_id)
+
+
+def ensure_tokenizer(
+    tokenizer_dir: str | Path, texts: Sequence[str], vocab_size: int, num_semantic: int
+) -> S2Tokenizer:
+    """Load the tokenizer in `tokenizer_dir`, training and saving it on `texts` first when missing."""
+    if S2Tokenizer.exists(tokenizer_dir):
+        tok = S2Tokenizer.load(tokenizer_dir)
+        if tok.num_semantic != num_semantic:
+            raise ValueError(
+                f"tokenizer in {tokenizer_dir} has num_semantic={tok.num_semantic}, data needs {num_semantic}; "
+                "delete it or point tokenizer_dir elsewhere"
+            )
+        return tok
+    log.info(
+        "training tokenizer (vocab %d, %d semantic) on %d texts -> %s",
+        vocab_size,
+        num_semantic,
+        len(texts),
+        tokenizer_dir,
+    )
+    tok = S2Tokenizer.train(texts, vocab_size=vocab_size, num_semantic=num_semantic)
+    tok.save(tokenizer_dir)
+    return tok
+
+
+class CodesDataModule(pl.LightningDataModule):
+    """Lightning data module over an encoded code dataset.
+
+    Args:
+        dataset_dir: output dir of `s2train.data.encode` (a saved `datasets` dataset).
+        tokenizer_dir: tokenizer location; trained on the train-split texts at construction if missing
+            (cheap, and the LightningModule needs it to size the vocabulary).
+        batch_size: items per batch.
+        num_codebooks: K of the model; rows with another K are skipped. None: the K of the first row.
+        num_semantic: semantic token range (codebook-0 size). None: max code in codebook 0 + 1, rounded up
+            to a multiple of 64.
+        vocab_size: text BPE size when training the tokenizer.
+        max_tokens: context guard (items over it are skipped and counted).
+        ref_prob: probability of a same-speaker voice reference in a training example.
+        train_splits / val_splits: values of the `split` column.
+        speakers: keep only these speakers (None: all).
+        num_workers, seed: DataLoader workers and sampling seed.
+    """
+
+    def __init__(
+        self,
+        dataset_dir: str,
+        tokenizer_dir: str,
+        batch_size: int = 8,
+        num_codebooks: int | None = None,
+        num_semantic: int | None = None,
+        vocab_size: int = 2048,
+        max_tokens: int = 2048,
+        ref_prob: float = 0.5,
+        train_splits: Sequence[str] = ("train",),
+        val_splits: Sequence[str] = ("val",),
+        speakers: Sequence[str] | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dataset_dir, self.tokenizer_dir = str(dataset_dir), str(tokenizer_dir)
+        self.batch_size, self.max_tokens, self.ref_prob = batch_size, max_tokens, ref_prob
+        self.train_splits, self.val_splits = list(train_splits), list(val_splits)
+        self.speakers = None if speakers is None else {str(s) for s in speakers}
+        self.num_workers, self.seed = num_workers, seed
+        self._rows = self._read_rows()
+        first = next(iter(self._rows.values()))[0]
+        self.num_codebooks = num_codebooks or len(first["codes"])
+        if num_semantic is None:
+            top = max(max(r["codes"][0]) for rows in self._rows.values() for r in rows if r["codes"])
+            num_semantic = ((top + 1 + 63) // 64) * 64
+        train_texts = [r["text"] for s in self.train_splits for r in self._rows.get(s, [])]
+        self.tokenizer = ensure_tokenizer(self.tokenizer_dir, train_texts, vocab_size, num_semantic)
+        self.codec_dir = self._codec_from_summary()
+        self.train_set: CodesDataset | None = None
+        self.val_set: CodesDataset | None = None
+
+    def _codec_from_summary(self) -> str | None:
+        # `s2train.data.encode` writes summary.json next to the dataset; a "codec" entry names the codec used.
+        summary = Path(self.dataset_dir) / "summary.json"
+        if not summary.is_file():
+            return None
+        import json
+
+        codec = json.loads(summary.read_text()).get("codec")
+        return str(codec) if codec else None
+
+    def _read_rows(self) -> dict[str, list[dict]]:
+        from datasets import load_from_disk
+
+        if not Path(self.dataset_dir).exists():
+            raise FileNotFoundError(
+                f"code dataset {self.dataset_dir} not found; create it with "
+                "`python -m s2train.data.encode codec=<dir> manifest=<jsonl> out=<dir>`"
+            )
+        ds = load_from_disk(self.dataset_dir)
+        if hasattr(ds, "keys"):  # a DatasetDict: concatenate its parts, the `split` column decides
+            from datasets import concatenate_datasets
+
+            ds = concatenate_datasets([ds[k] for k in ds.keys()])
+        missing = {"id", "text", "speaker", "split", "codes"} - set(ds.column_names)
+        if missing:
+            raise ValueError(
+                f"{self.dataset_dir}: missing columns {sorted(missing)} (have {ds.column_names})"
+            )
+        rows: dict[str, list[dict]] = defaultdict(list)
+        for r in ds.select_columns(["id", "text", "speaker", "split", "codes"]):
+            if self.speakers is not None and str(r["speaker"]) not in self.speakers:
+                continue
+            rows[r["split"]].append(r)
+        if not any(rows.get(s) for s in self.train_splits):
+            raise ValueError(
+                f"{self.dataset_dir}: no rows in train splits {self.train_splits} "
+                f"(splits present: {sorted(rows)}, speakers filter: {self.speakers})"
+            )
+        return dict(rows)
+
+    def _make(self, splits: Sequence[str], ref_prob: float) -> CodesDataset:
+        rows = [r for s in splits for r in self._rows.get(s, [])]
+        return CodesDataset(rows, self.tokenizer, self.num_codebooks, self.max_tokens, ref_prob, self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = self._make(self.train_splits, self.ref_prob)
+            self.val_set = self._make(self.val_splits, self.ref_prob)
+            log.info("code data: %d train, %d val items", len(self.train_set), len(self.val_set))
+            if len(self.train_set) == 0:
+                raise ValueError(f"no usable training items (skipped: {self.train_set.skipped})")
+
+    def _loader(self, ds: CodesDataset, shuffle: bool) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        replicas = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        epoch = trainer.current_epoch if trainer is not None else 0
+        ds.set_epoch(epoch)
+        sampler = BucketBatchSampler(
+            ds.lengths, self.batch_size, seed=self.seed, shuffle=shuffle, drop_last=False,
+            num_replicas=replicas, rank=rank,
+        )  # fmt: skip
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        return DataLoader(
+            ds, batch_sampler=sampler, collate_fn=PromptCollator(self.tokenizer.pad_id),
+            num_workers=self.num_workers, persistent_workers=False,
+        )  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not len(self.val_set):
+            return []
+        return self._loader(self.val_set, shuffle=False)
+
+
+def write_synthetic_codes(
+    out_dir: str | Path,
+    num_items: int = 24,
+    num_codebooks: int = 4,
+    codebook_size: int = 64,
+    frames: tuple[int, int] = (8, 24),
+    speakers: Sequence[str] = ("spk0", "spk1"),
+    seed: int = 0,
+) -> Path:
+    """Write a random code dataset in the `s2train.data.encode` format (tests, benchmarks, smoke runs).
+
+    Every 6th item goes to `val`, the rest to `train`; texts are short sentences with speaker markers and tags.
+    """
+    from datasets import Dataset as HFDataset
+
+    g = torch.Generator().manual_seed(seed)
+    words = ["hello", "there", "quick", "brown", "fox", "speech", "model", "[laugh]", "today", "voice"]
+    rows: dict[str, list] = {k: [] for k in ("id", "text", "speaker", "language", "split", "path", "codes")}
+    for i in range(num_items):
+        n = int(torch.randint(frames[0], frames[1] + 1, (1,), generator=g))
+        picks = torch.randint(0, len(words), (int(torch.randint(3, 8, (1,), generator=g)),), generator=g)
+        text = "<|speaker:0|>" + " ".join(words[j] for j in picks.tolist()) + "."
+        rows["id"].append(f"utt{i:04d}")
+        rows["text"].append(text)
+        rows["speaker"].append(speakers[i % len(speakers)])
+        rows["language"].append("en")
+        rows["split"].append("val" if i % 6 == 5 else "train")
+        rows["path"].append(f"wavs/utt{i:04d}.wav")
+        rows["codes"].append(torch.randint(0, codebook_size, (num_codebooks, n), generator=g).tolist())
+    out = Path(out_dir)
+    HFDataset.from_dict(rows).save_to_disk(str(out))
+    return out

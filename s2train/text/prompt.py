@@ -1,0 +1,191 @@
+"""The one prompt template, shared by the training collator and inference.
+
+Layout (S2-SYSTEM.md section 3), with `{frames}` one position per codec frame::
+
+    <|im_start|>system
+    {system_text}
+    Text:
+    <|speaker:0|>{reference transcript}
+    Speech:
+    {reference frames}<|im_end|>
+    <|im_start|>user
+    {context text 0}<|im_end|>
+    <|im_start|>assistant
+    <|voice|>{context frames 0}<|im_end|>
+    ...
+    <|im_start|>user
+    {text}<|im_end|>
+    <|im_start|>assistant
+    <|voice|>{target frames}<|im_end|>
+
+Several references repeat the `\\nText:\\n<|speaker:i|>...\\nSpeech:\\n{frames}` block inside the system turn.
+Without references the system turn is omitted. Without `target_codes` the prompt ends right after
+`<|im_start|>assistant\\n<|voice|>`, which is where generation starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from s2train.text.special import IM_END, IM_START, VOICE, speaker_tag
+from s2train.text.tokenizer import S2Tokenizer
+
+DEFAULT_SYSTEM_TEXT = "convert the provided text to speech reference to the following:"
+
+
+@dataclass
+class Reference:
+    """A reference voice: its transcript and codes `[K, T]`; `speaker` is the `<|speaker:i|>` index."""
+
+    text: str
+    codes: torch.Tensor
+    speaker: int = 0
+
+
+@dataclass
+class Prompt:
+    """A built prompt.
+
+    Attributes:
+        tokens: `[L]` long; at audio positions `semantic_start + codes[0]`.
+        codes: `[K, L]` long; the frame at audio positions, 0 elsewhere.
+        audio_mask: `[L]` bool, True at codec-frame positions.
+        loss_mask: `[L]` bool, True where the token is a slow-loss *target* (assistant frames + closing
+            `<|im_end|>` of the final turn).
+    """
+
+    tokens: torch.Tensor
+    codes: torch.Tensor
+    audio_mask: torch.Tensor
+    loss_mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+class _Builder:
+    """Accumulates text and audio segments into the four aligned arrays."""
+
+    def __init__(self, tokenizer: S2Tokenizer, num_codebooks: int):
+        self.tok = tokenizer
+        self.k = num_codebooks
+        self.tokens: list[torch.Tensor] = []
+        self.codes: list[torch.Tensor] = []
+        self.audio: list[torch.Tensor] = []
+        self.loss: list[torch.Tensor] = []
+
+    def text(self, s: str, loss: bool = False) -> None:
+        ids = torch.tensor(self.tok.encode(s), dtype=torch.long)
+        n = ids.numel()
+        self.tokens.append(ids)
+        self.codes.append(torch.zeros(self.k, n, dtype=torch.long))
+        self.audio.append(torch.zeros(n, dtype=torch.bool))
+        self.loss.append(torch.full((n,), loss, dtype=torch.bool))
+
+    def frames(self, codes: torch.Tensor, loss: bool = False) -> None:
+        n = codes.shape[1]
+        self.tokens.append(codes[0] + self.tok.semantic_start)
+        self.codes.append(codes)
+        self.audio.append(torch.ones(n, dtype=torch.bool))
+        self.loss.append(torch.full((n,), loss, dtype=torch.bool))
+
+    def build(self) -> Prompt:
+        return Prompt(
+            tokens=torch.cat(self.tokens),
+            codes=torch.cat(self.codes, dim=1),
+            audio_mask=torch.cat(self.audio),
+            loss_mask=torch.cat(self.loss),
+        )
+
+
+def _check_codes(codes, num_codebooks: int | None, tokenizer: S2Tokenizer, what: str) -> torch.Tensor:
+    codes = torch.as_tensor(codes, dtype=torch.long)
+    if codes.dim() != 2:
+        raise ValueError(f"{what}: codes must be [K, T], got shape {tuple(codes.shape)}")
+    if num_codebooks is not None and codes.shape[0] != num_codebooks:
+        raise ValueError(f"{what}: codes have K={codes.shape[0]} codebooks, expected K={num_codebooks}")
+    if codes.shape[1] == 0:
+        raise ValueError(f"{what}: codes have no frames (T=0)")
+    if codes.numel() and (codes.min() < 0 or codes[0].max() >= tokenizer.num_semantic):
+        raise ValueError(
+            f"{what}: codes out of range (codebook 0 must be in [0, {tokenizer.num_semantic}), "
+            f"got min {int(codes.min())}, max {int(codes[0].max())})"
+        )
+    return codes
+
+
+def _check_text(text: str, what: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{what}: text is empty")
+    return text
+
+
+def build_prompt(
+    tokenizer: S2Tokenizer,
+    text: str,
+    references: Sequence[Reference] = (),
+    target_codes: torch.Tensor | None = None,
+    context: Sequence[tuple[str, torch.Tensor]] = (),
+    system_text: str = DEFAULT_SYSTEM_TEXT,
+    num_codebooks: int | None = None,
+) -> Prompt:
+    """Build the chat prompt for one utterance.
+
+    Args:
+        tokenizer: the S2 tokenizer.
+        text: text to speak (tags and `<|speaker:i|>` markers are kept as-is).
+        references: reference voices placed in the system turn.
+        target_codes: `[K, T]` frames to train on; None builds an inference prompt ending with `<|voice|>`.
+        context: earlier `(text, codes[K, T])` turns, rendered as prior user/assistant turns (no loss).
+        system_text: the system instruction line.
+        num_codebooks: expected K; None takes it from the first codes given (or 1 when there are none).
+
+    Returns:
+        A `Prompt`.
+
+    Raises:
+        ValueError: empty text, or codes with the wrong K / shape / range (the message names K).
+    """
+    text = _check_text(text, "build_prompt")
+    all_codes = [r.codes for r in references] + [c for _, c in context]
+    if target_codes is not None:
+        all_codes.append(target_codes)
+    if num_codebooks is None:
+        num_codebooks = int(torch.as_tensor(all_codes[0]).shape[0]) if all_codes else 1
+    b = _Builder(tokenizer, num_codebooks)
+
+    if references:
+        b.text(f"{IM_START}system\n{system_text}")
+        for i, ref in enumerate(references):
+            ref_codes = _check_codes(ref.codes, num_codebooks, tokenizer, f"reference {i}")
+            if not isinstance(ref.text, str):
+                raise ValueError(f"reference {i}: text must be a str, got {type(ref.text).__name__}")
+            # A reference without transcript is allowed (voice only): the marker stands alone.
+            ref_text = ref.text if ref.text.strip() else ""
+            if not ref_text.startswith("<|speaker:"):
+                ref_text = speaker_tag(ref.speaker) + ref_text
+            b.text(f"\nText:\n{ref_text}\nSpeech:\n")
+            b.frames(ref_codes)
+        b.text(f"{IM_END}\n")
+
+    for i, (ctx_text, ctx_codes) in enumerate(context):
+        ctx_text = _check_text(ctx_text, f"context turn {i}")
+        ctx_codes = _check_codes(ctx_codes, num_codebooks, tokenizer, f"context turn {i}")
+        b.text(f"{IM_START}user\n{ctx_text}{IM_END}\n{IM_START}assistant\n{VOICE}")
+        b.frames(ctx_codes)
+        b.text(f"{IM_END}\n")
+
+    b.text(f"{IM_START}user\n{text}{IM_END}\n{IM_START}assistant\n{VOICE}")
+    if target_codes is not None:
+        target_codes = _check_codes(target_codes, num_codebooks, tokenizer, "target")
+        b.frames(target_codes, loss=True)
+        b.text(IM_END, loss=True)
+    return b.build()
+
+
+def render_prompt(tokenizer: S2Tokenizer, prompt: Prompt) -> str:
+    """Decode a prompt to its string form (semantic tokens appear as `<|semantic:i|>`); for debugging/tests."""
+    return tokenizer.decode(prompt.tokens.tolist())

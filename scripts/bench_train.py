@@ -1,0 +1,116 @@
+"""Dual-AR training throughput: optimizer steps on synthetic prompt batches, warm-up excluded.
+
+Runs the same path as training (build_prompt -> collate -> DualARLitModule forward/backward -> AdamW) and
+reports target frames/s and tokens/s (all positions, padding excluded).
+
+    python scripts/bench_train.py --size demo --batch-size 4 --frames 150 --steps 5 --warmup 2
+    python scripts/bench_train.py --size demo --device cuda --dtype bf16 --batch-size 16 --frames 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+
+import torch
+
+from s2train.ar.sizes import PRESETS
+from s2train.data.codes import collate_prompts
+from s2train.lit.ar import DualARLitModule
+from s2train.text import Reference, S2Tokenizer, build_prompt
+
+log = logging.getLogger("bench_train")
+
+
+def make_batch(tok: S2Tokenizer, k: int, codebook_size: int, batch_size: int, frames: int, seed: int) -> dict:
+    """A batch of prompts with a reference (half the target length) and `frames` target frames each."""
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(batch_size):
+        codes = torch.randint(0, min(codebook_size, tok.num_semantic), (k, frames), generator=g)
+        ref = torch.randint(0, min(codebook_size, tok.num_semantic), (k, frames // 2), generator=g)
+        text = f"<|speaker:0|>benchmark sentence number {i} with a few words [laugh] in it."
+        p = build_prompt(
+            tok, text, references=[Reference("a reference transcript.", ref)], target_codes=codes
+        )
+        items.append(
+            {"tokens": p.tokens, "codes": p.codes, "audio_mask": p.audio_mask, "loss_mask": p.loss_mask}
+        )
+    return collate_prompts(items, tok.pad_id)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="demo", choices=sorted(PRESETS))
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--frames", type=int, default=150, help="target frames per item")
+    ap.add_argument("--steps", type=int, default=5, help="timed optimizer steps")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    spec = PRESETS[args.size]
+    k, cb = spec["num_codebooks"], spec["codebook_size"]
+    num_semantic = spec.get("num_semantic") or cb
+    with tempfile.TemporaryDirectory() as tmp:
+        texts = [f"benchmark sentence number {i} with a few words." for i in range(50)]
+        S2Tokenizer.train(texts, vocab_size=512, num_semantic=num_semantic).save(tmp)
+        model = {
+            kk: v for kk, v in spec.items() if kk not in ("vocab_size", "semantic_start", "num_semantic")
+        }
+        module = DualARLitModule(model=model, tokenizer_dir=tmp, warmup_steps=0)
+        tok = module.tokenizer
+    device = torch.device(args.device)
+    module.to(device)
+    opt = module.configure_optimizers()["optimizer"]
+    batch = {key: v.to(device) for key, v in make_batch(tok, k, cb, args.batch_size, args.frames, 0).items()}
+    n_tokens = int(batch["lengths"].sum())
+    n_frames = int((batch["loss_mask"] & batch["audio_mask"]).sum())
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = module(batch)["loss"]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        opt.step()
+        return float(loss.detach())
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    losses = [step() for _ in range(args.steps)]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    result = {
+        "size": args.size,
+        "params_M": round(module.model.num_params() / 1e6, 2),
+        "device": str(device),
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "seq_len": int(batch["tokens"].shape[1]),
+        "step_s": round(dt / args.steps, 3),
+        "frames_per_s": round(n_frames * args.steps / dt, 1),
+        "tokens_per_s": round(n_tokens * args.steps / dt, 1),
+        "loss_first": round(losses[0], 3),
+        "loss_last": round(losses[-1], 3),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
