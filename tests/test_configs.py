@@ -39,7 +39,7 @@ def test_recipes_exist():
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_composes_with_debug(recipe, tmp_path):
-    cfg = compose_config("train", [f"recipe={recipe}", "debug=fast_dev_run", "init_from=/x"], tmp_path)
+    cfg = compose_config("train", [f"recipe={recipe}", "debug=fast_dev_run", "++init_from=/x"], tmp_path)
     assert cfg.module is not None and "_target_" in cfg.module, f"recipe {recipe} sets no module"
     assert cfg.trainer.fast_dev_run is True
     _resolve(cfg)
@@ -74,7 +74,7 @@ def test_train_cli_help():
 
 def test_train_cli_cfg_job_every_recipe():
     for recipe in RECIPES:
-        res = _run(["train.py", f"recipe={recipe}", "init_from=/x", "--cfg", "job"])
+        res = _run(["train.py", f"recipe={recipe}", "++init_from=/x", "--cfg", "job"])
         assert res.returncode == 0, f"{recipe}: {res.stderr[-2000:]}"
         assert "module:" in res.stdout
 

@@ -193,6 +193,8 @@ def encode_manifest(
         "bad": len(bad),
         "bad_reasons": dict(Counter(bad.values())),
         "dataset": str(out),
+        # The training side records which codec made these codes in its exported bundle.
+        "codec": str(Path(codec_dir).resolve()),
         "num_codebooks": codec.num_codebooks,
         "frame_rate": codec.frame_rate,
     }
