@@ -70,6 +70,23 @@ def _close_loggers() -> None:
         pass
 
 
+def _check_missing(cfg: DictConfig) -> None:
+    """Name every required (`???`) value that is still unset, before any work starts."""
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+    missing = [k for k in cfg if OmegaConf.is_missing(cfg, k)]
+    try:
+        missing += sorted(k for k in OmegaConf.missing_keys(cfg) if k not in missing)
+    except (MissingMandatoryValue, InterpolationResolutionError) as err:  # interpolation to a missing value
+        if not missing:
+            missing.append(str(getattr(err, "full_key", err)))
+    if missing:
+        raise ConfigError(
+            f"missing required config values: {', '.join(missing)} (set them on the command line, "
+            f"e.g. {missing[0]}=...)"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train with the recipe in `cfg` and return the final callback metrics.
 
@@ -89,11 +106,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("module") is None:
         raise ConfigError("no recipe selected: " + RECIPES_HINT.format(names=", ".join(_available_recipes())))
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(
-            f"missing required config values: {', '.join(missing)} (set them on the command line)"
-        )
+    _check_missing(cfg)
 
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
