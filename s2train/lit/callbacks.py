@@ -5,6 +5,8 @@
 - `NonFiniteGuard`: a NaN/Inf loss or gradient skips that optimizer step and is counted; after
   `max_consecutive` bad steps in a row the run saves the last good state and stops with a clear error.
 - `LossCurvePlot`: writes `loss_curves.png` (train/val losses against step) into the run directory.
+- `RNGStateCallback`: stores the torch / numpy / python RNG states in every checkpoint, so random draws in a
+  step (quantizer dropout, dropout, reference sampling) continue exactly after a resume.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning import Callback, LightningModule, Trainer
@@ -144,3 +147,35 @@ class LossCurvePlot(Callback):
         plt.close(fig)
         log.info("loss curves written to %s", path)
         return path
+
+
+class RNGStateCallback(Callback):
+    """Keep the global RNG states in the checkpoint (Lightning saves weights, optimizers and loops, not RNGs).
+
+    The state is stored as tensors and ints only, because Lightning resumes with `weights_only=True` loading.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        import random
+
+        _, keys, pos, has_gauss, cached = np.random.get_state()
+        version, py_state, gauss = random.getstate()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "python": [int(version), torch.tensor(py_state, dtype=torch.int64), gauss],
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        import random
+
+        torch.set_rng_state(state_dict["torch"])
+        keys, pos, has_gauss, cached = state_dict["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, py_state, gauss = state_dict["python"]
+        random.setstate((version, tuple(py_state.tolist()), gauss))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

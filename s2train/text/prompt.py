@@ -25,6 +25,8 @@ Without references the system turn is omitted. Without `target_codes` the prompt
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -117,9 +119,19 @@ def _check_codes(codes, num_codebooks: int | None, tokenizer: S2Tokenizer, what:
     return codes
 
 
-def _check_text(text: str, what: str) -> str:
-    if not isinstance(text, str) or not text.strip():
+# Control tokens a user might paste into text; they would be encoded as the real control tokens.
+_CONTROL_TOKEN = re.compile(r"<\|(?:im_start|im_end|voice|pad|semantic:\d+)\|>")
+
+
+def _check_text(text: str, what: str, allow_empty: bool = False) -> str:
+    if not isinstance(text, str) or (not allow_empty and not text.strip()):
         raise ValueError(f"{what}: text is empty")
+    found = _CONTROL_TOKEN.search(text)
+    if found:
+        raise ValueError(
+            f"{what}: text contains the control token {found.group(0)!r}; remove it (only <|speaker:i|> "
+            "markers and [tags] are allowed inline)"
+        )
     return text
 
 
@@ -163,6 +175,7 @@ def build_prompt(
             ref_codes = _check_codes(ref.codes, num_codebooks, tokenizer, f"reference {i}")
             if not isinstance(ref.text, str):
                 raise ValueError(f"reference {i}: text must be a str, got {type(ref.text).__name__}")
+            _check_text(ref.text, f"reference {i}", allow_empty=True)
             # A reference without transcript is allowed (voice only): the marker stands alone.
             ref_text = ref.text if ref.text.strip() else ""
             if not ref_text.startswith("<|speaker:"):

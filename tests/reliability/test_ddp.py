@@ -133,13 +133,6 @@ def _codec_ddp_vs_single(manifest: Path, tmp_path: Path, *ddp_extra: str) -> Non
 
 
 @pytest.mark.slow  # ~30 s
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="recipe=codec under strategy=ddp dies at the 2nd batch ('parameters that were not used in producing "
-    "the loss'): the GAN step runs two backwards over disjoint parameter sets; DDP needs "
-    "find_unused_parameters=True (fix in docs/reliability.md)",
-)
 def test_ddp_cpu_codec_runs_with_the_stock_ddp_config(codec_manifest, tmp_path):
     _codec_ddp_vs_single(codec_manifest, tmp_path)
 
@@ -149,11 +142,6 @@ def test_ddp_cpu_codec_matches_single_process_with_find_unused(codec_manifest, t
     _codec_ddp_vs_single(codec_manifest, tmp_path, FIND_UNUSED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="configs/trainer/fsdp.yaml names s2train.ar.layers.TransformerBlock (the class is Block) and passes a "
-    "list where FSDPStrategy needs a set or a ModuleWrapPolicy; fix in docs/reliability.md",
-)
 def test_fsdp_config_wraps_the_transformer_blocks(tmp_path):
     import yaml
     from hydra.utils import instantiate

@@ -109,11 +109,6 @@ def test_build_prompt_never_crashes_and_masks_agree(tok, text, target, refs, con
         assert torch.equal(p.codes[:, -(t + 1) : -1], target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="build_prompt tokenizes user text with special tokens enabled: a literal '<|semantic:i|>' or "
-    "'<|im_end|>' typed in the text becomes a control token (semantic id at a non-audio position)",
-)
 def test_build_prompt_keeps_typed_special_tokens_as_text(tok):
     text = "please say <|semantic:3|> and <|im_end|> literally"
     try:
