@@ -83,3 +83,33 @@ def test_grpo_recipe_from_bundle(chain, tmp_path):
         "module.max_frames=16", "module.group_size=2", "data.batch_size=1", "debug=fast_dev_run",
     )
     assert any(k.startswith("rl/reward") for k in metrics)
+
+
+def test_eval_quick_generates_through_tts_and_scores(chain, tmp_path):
+    from s2train.entry import evaluate
+
+    cfg = compose_config(
+        "eval",
+        [f"ckpt={chain['base']}", "suite=quick", f"suite.evalset.path={chain['corpus']}",
+         "suite.evalset.max_items=1", "suite.generator.max_seconds=0.05", "logger=none"],
+        tmp_path,
+    )
+    metrics = evaluate(cfg)
+    # An untrained model babbles: the judges must still score it (WER high but finite, SIM in [-1, 1]).
+    assert metrics["eval/wer"] >= 0.5
+    assert -1.0 <= metrics["eval/sim"] <= 1.0
+    out = next(tmp_path.rglob("metrics.json")).parent
+    assert (out / "report.md").exists() and list(out.rglob("*.wav"))
+
+
+def test_eval_speed_suite_times_the_engine(chain, tmp_path):
+    from s2train.entry import evaluate
+
+    cfg = compose_config(
+        "eval",
+        [f"ckpt={chain['base']}", "suite=speed", "suite.benchmark.frames=8", "suite.benchmark.batch_sizes=[1,2]",
+         "logger=none"],
+        tmp_path,
+    )
+    metrics = evaluate(cfg)
+    assert metrics["eval/b2/frames_per_s"] > 0 and metrics["eval/speedup_vs_naive"] > 0

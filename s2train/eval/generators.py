@@ -1,0 +1,108 @@
+"""Factories the eval suites instantiate with `ckpt=...`: generation and speed measured through the one
+inference path users run (`s2train.inference.TTS` / `InferenceEngine`).
+
+`configs/suite/*.yaml` name them as `generator._target_` / `benchmark._target_`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2train.eval.evalset import EvalItem, ground_truth_generate_fn
+
+log = logging.getLogger(__name__)
+
+
+def _check_ckpt(ckpt: str | Path) -> Path:
+    path = Path(ckpt)
+    if not path.exists():
+        raise FileNotFoundError(f"ckpt={ckpt}: no such bundle directory")
+    if path.is_file():
+        raise ValueError(
+            f"ckpt={ckpt} is a file; eval.py takes an exported bundle directory (<run>/export, written at the "
+            "end of training, or s2train.bundle.export_bundle)"
+        )
+    return path
+
+
+def tts_generator(ckpt: str | Path | None = None, device: str = "cpu", max_seconds: float = 20.0,
+                  mode: str = "auto", **sampling: Any):  # fmt: skip
+    """Return `generate_fn(items, seed) -> [(wav, sr)]` that synthesizes each item with the bundle's TTS.
+
+    Each item is voiced with its prompt audio (`prompt_wav` + `prompt_text`) as the reference. Per-item seeds
+    are derived from `seed` and the item position, so a run is reproducible and items are independent.
+    Without `ckpt` the ground-truth audio is returned (the ceiling run).
+    """
+    if ckpt is None:
+        log.info("no ckpt: the suite scores the ground-truth audio (ceiling)")
+        return ground_truth_generate_fn
+    from tqdm.auto import tqdm
+
+    from s2train.inference.tts import TTS
+
+    tts = TTS.from_bundle(_check_ckpt(ckpt), device=device, mode=mode, max_seconds=max_seconds)
+
+    def generate(items: Sequence[EvalItem], seed: int = 0) -> list[tuple[np.ndarray, int]]:
+        out = []
+        for i, it in enumerate(tqdm(items, desc=f"synthesize (seed {seed})", leave=False)):
+            refs = [(it.prompt_wav, it.prompt_text)] if it.prompt_wav else []
+            wav, sr = tts.synthesize(it.text, references=refs, seed=seed * 100_003 + i, **sampling)
+            out.append((np.asarray(wav, dtype=np.float32), int(sr)))
+        return out
+
+    return generate
+
+
+def speed_benchmark(ckpt: str | Path, device: str = "cpu", batch_sizes: Sequence[int] = (1, 8),
+                    frames: int = 150, prompt_len: int = 60, mode: str = "auto", naive: bool = True):  # fmt: skip
+    """Return `() -> metrics` timing the bundle's model through `InferenceEngine` (warm-up excluded).
+
+    Metrics per batch size B: `b{B}/frames_per_s`, `b{B}/ms_per_frame`, `b{B}/prefill_ms`, `b{B}/rtf`, and
+    at B=1 the flat `rtf`, `frames_per_s` and (with `naive`) `speedup_vs_naive` of the cached path over a
+    full-recompute decode.
+    """
+    import torch
+
+    from s2train.bundle import load_pretrained
+    from s2train.codec import load_codec
+    from s2train.inference import InferenceEngine, SamplingParams, naive_generate
+    from s2train.text import build_prompt
+
+    model, tok, codec_dir = load_pretrained(_check_ckpt(ckpt), device=device)
+    frame_rate = float(load_codec(codec_dir).frame_rate) if codec_dir else 21.5
+    k = model.config.num_codebooks
+    text = " ".join(["the quick brown fox jumps over the lazy dog"] * 8)
+    prompt = build_prompt(tok, text[: max(8, prompt_len)], num_codebooks=k)
+    params = SamplingParams(temperature=0.8, top_p=0.9)
+    stop = tok.im_end_id
+
+    def run() -> dict[str, float]:
+        out: dict[str, float] = {"frame_rate": frame_rate}
+        for b in batch_sizes:
+            engine = InferenceEngine(model, stop, mode=mode)
+            prompts = [prompt] * b
+            engine.generate(prompts, params, 4, seed=0, min_frames=4)  # warm-up
+            res = engine.generate(prompts, params, frames, seed=0, min_frames=frames)
+            dec, pre, n = res.stats["decode_s"], res.stats["prefill_s"], res.stats["frames"]
+            out[f"b{b}/frames_per_s"] = b * n / dec
+            out[f"b{b}/ms_per_frame"] = 1000 * dec / n
+            out[f"b{b}/prefill_ms"] = 1000 * pre
+            out[f"b{b}/rtf"] = (dec + pre) / (n / frame_rate)
+        first = batch_sizes[0]
+        out["rtf"], out["frames_per_s"] = out[f"b{first}/rtf"], out[f"b{first}/frames_per_s"]
+        if naive:
+            t0 = time.perf_counter()
+            naive_generate(model, [prompt], params, frames, seed=0, stop_token_id=stop, min_frames=frames)
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()
+            out["naive_frames_per_s"] = frames / (time.perf_counter() - t0)
+            out["speedup_vs_naive"] = out["b1/frames_per_s"] / out["naive_frames_per_s"] if 1 in batch_sizes else float("nan")
+        return out
+
+    return run
