@@ -26,21 +26,36 @@ def chain(tiny_corpus, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("chain")
     _train(
-        root / "codec", "recipe=codec", f"data.manifest={tiny_corpus}", "trainer.max_steps=2",
-        "data.batch_size=2", "module.mel_warmup_steps=1", f"export_dir={root / 'codec_export'}",
+        root / "codec",
+        "recipe=codec",
+        f"data.manifest={tiny_corpus}",
+        "trainer.max_steps=2",
+        "data.batch_size=2",
+        "module.mel_warmup_steps=1",
+        f"export_dir={root / 'codec_export'}",
     )
     summary = encode_manifest(root / "codec_export", tiny_corpus, root / "codes", batch_size=4)
     assert summary["encoded"] >= 30
     metrics = _train(
-        root / "pretrain", "recipe=pretrain", f"data.dataset_dir={root / 'codes'}",
-        f"data.tokenizer_dir={root / 'tok'}", "data.vocab_size=300", "data.batch_size=4",
-        "trainer.max_steps=4", f"export_dir={root / 'base'}",
+        root / "pretrain",
+        "recipe=pretrain",
+        f"data.dataset_dir={root / 'codes'}",
+        f"data.tokenizer_dir={root / 'tok'}",
+        "data.vocab_size=300",
+        "data.batch_size=4",
+        "trainer.max_steps=4",
+        f"export_dir={root / 'base'}",
         # the tiny codec runs at 1000 frames/s: a 3 s reference is 3000 positions
         "model.max_seq_len=8192",
     )
     assert metrics["train/loss"] > 0
-    return {"root": root, "codes": root / "codes", "tok": root / "tok", "base": root / "base",
-            "corpus": tiny_corpus}
+    return {
+        "root": root,
+        "codes": root / "codes",
+        "tok": root / "tok",
+        "base": root / "base",
+        "corpus": tiny_corpus,
+    }
 
 
 def test_codec_export_loads_and_encodes(chain):
@@ -64,8 +79,13 @@ def test_pretrain_bundle_loads_with_codec(chain):
 @pytest.mark.parametrize("recipe", ["finetune", "lora"])
 def test_recipe_from_pretrained_bundle(chain, recipe, tmp_path):
     metrics = _train(
-        tmp_path, f"recipe={recipe}", f"init_from={chain['base']}", f"data.dataset_dir={chain['codes']}",
-        f"data.tokenizer_dir={chain['tok']}", "data.batch_size=4", "debug=fast_dev_run",
+        tmp_path,
+        f"recipe={recipe}",
+        f"init_from={chain['base']}",
+        f"data.dataset_dir={chain['codes']}",
+        f"data.tokenizer_dir={chain['tok']}",
+        "data.batch_size=4",
+        "debug=fast_dev_run",
     )
     assert metrics["train/loss"] > 0
 
@@ -79,8 +99,14 @@ def test_finetune_requires_init_from(chain, tmp_path):
 
 def test_grpo_recipe_from_bundle(chain, tmp_path):
     metrics = _train(
-        tmp_path, "recipe=grpo", f"init_from={chain['base']}", f"data.manifest={chain['corpus']}",
-        "module.max_frames=16", "module.group_size=2", "data.batch_size=1", "debug=fast_dev_run",
+        tmp_path,
+        "recipe=grpo",
+        f"init_from={chain['base']}",
+        f"data.manifest={chain['corpus']}",
+        "module.max_frames=16",
+        "module.group_size=2",
+        "data.batch_size=1",
+        "debug=fast_dev_run",
     )
     assert any(k.startswith("rl/reward") for k in metrics)
 
@@ -90,8 +116,14 @@ def test_eval_quick_generates_through_tts_and_scores(chain, tmp_path):
 
     cfg = compose_config(
         "eval",
-        [f"ckpt={chain['base']}", "suite=quick", f"suite.evalset.path={chain['corpus']}",
-         "suite.evalset.max_items=1", "suite.generator.max_seconds=0.05", "logger=none"],
+        [
+            f"ckpt={chain['base']}",
+            "suite=quick",
+            f"suite.evalset.path={chain['corpus']}",
+            "suite.evalset.max_items=1",
+            "suite.generator.max_seconds=0.05",
+            "logger=none",
+        ],
         tmp_path,
     )
     metrics = evaluate(cfg)
@@ -107,8 +139,13 @@ def test_eval_speed_suite_times_the_engine(chain, tmp_path):
 
     cfg = compose_config(
         "eval",
-        [f"ckpt={chain['base']}", "suite=speed", "suite.benchmark.frames=8", "suite.benchmark.batch_sizes=[1,2]",
-         "logger=none"],
+        [
+            f"ckpt={chain['base']}",
+            "suite=speed",
+            "suite.benchmark.frames=8",
+            "suite.benchmark.batch_sizes=[1,2]",
+            "logger=none",
+        ],
         tmp_path,
     )
     metrics = evaluate(cfg)

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from s2train.data.sampler import BucketBatchSampler
+from s2train.data.sampler import BucketBatchSampler, EpochTaggedBatches, MidEpochResume
 from s2train.text import IM_END, IM_START, VOICE, Reference, S2Tokenizer, build_prompt
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class CodesDataset(Dataset):
             would overflow it is dropped instead).
         ref_prob: probability of adding another utterance of the same speaker as a voice reference.
         seed: seed of the reference draws (deterministic per (seed, epoch, index)).
+
+    Indexing with ``(index, epoch)`` (what the train loader's :class:`EpochTaggedBatches` yields) draws the
+    reference of that epoch, the same in any worker; a plain ``index`` uses :attr:`epoch` (``set_epoch``).
     """
 
     def __init__(
@@ -131,9 +134,11 @@ class CodesDataset(Dataset):
             return None  # the reference would overflow the context: train this item without one
         return Reference(text=ref["text"], codes=ref["codes"], speaker=0)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Returns the prompt of one item: `tokens [L]`, `codes [K, L]`, `audio_mask [L]`, `loss_mask [L]`."""
+        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         item = self.items[index]
-        rng = random.Random(hash((self.seed, self.epoch, index)))
+        rng = random.Random(hash((self.seed, epoch, index)))
         ref = self._reference(index, rng)
         prompt = build_prompt(
             self.tok,
@@ -210,7 +215,7 @@ def ensure_tokenizer(
     return tok
 
 
-class CodesDataModule(pl.LightningDataModule):
+class CodesDataModule(MidEpochResume, pl.LightningDataModule):
     """Lightning data module over an encoded code dataset.
 
     Args:
@@ -227,6 +232,9 @@ class CodesDataModule(pl.LightningDataModule):
         train_splits / val_splits: values of the `split` column.
         speakers: keep only these speakers (None: all).
         num_workers, seed: DataLoader workers and sampling seed.
+
+    A run resumed from a mid-epoch checkpoint continues the epoch where it stopped (:class:`MidEpochResume`);
+    voice references are drawn per (seed, epoch, index), so they change per epoch and match after a resume.
     """
 
     def __init__(
@@ -315,30 +323,38 @@ class CodesDataModule(pl.LightningDataModule):
             if len(self.train_set) == 0:
                 raise ValueError(f"no usable training items (skipped: {self.train_set.skipped})")
 
-    def _loader(self, ds: CodesDataset, shuffle: bool) -> DataLoader:
+    def _sampler(self, ds: CodesDataset, shuffle: bool) -> BucketBatchSampler:
         trainer = getattr(self, "trainer", None)
         replicas = trainer.world_size if trainer is not None else 1
         rank = trainer.global_rank if trainer is not None else 0
-        epoch = trainer.current_epoch if trainer is not None else 0
-        ds.set_epoch(epoch)
-        sampler = BucketBatchSampler(
+        return BucketBatchSampler(
             ds.lengths, self.batch_size, seed=self.seed, shuffle=shuffle, drop_last=False,
             num_replicas=replicas, rank=rank,
         )  # fmt: skip
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        return DataLoader(
-            ds, batch_sampler=sampler, collate_fn=PromptCollator(self.tokenizer.pad_id),
-            num_workers=self.num_workers, persistent_workers=False,
-        )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        trainer = getattr(self, "trainer", None)
+        sampler = self._sampler(self.train_set, shuffle=True)
+        # Lightning calls set_epoch(current_epoch) before each epoch; this covers loaders used without it
+        batches = EpochTaggedBatches(sampler, self.train_set)
+        batches.set_epoch(trainer.current_epoch if trainer is not None else 0)
+        self._resume_position(sampler)
+        return DataLoader(
+            self.train_set, batch_sampler=batches, collate_fn=PromptCollator(self.tokenizer.pad_id),
+            num_workers=self.num_workers, persistent_workers=False,
+            # own generator: creating the iterator would otherwise draw from the global torch RNG, at another
+            # point of the stream in a resumed run
+            generator=torch.Generator().manual_seed(self.seed),
+        )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader | list:
         if not len(self.val_set):
             return []
-        return self._loader(self.val_set, shuffle=False)
+        # plain indices, val_set.epoch stays 0: the same references every validation, also after a resume
+        return DataLoader(
+            self.val_set, batch_sampler=self._sampler(self.val_set, shuffle=False),
+            collate_fn=PromptCollator(self.tokenizer.pad_id), num_workers=self.num_workers,
+        )  # fmt: skip
 
 
 def write_synthetic_codes(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from s2train.data.audio import DEFAULT_MIN_SECONDS, audio_info, load_audio
 from s2train.data.manifest import BadItemReport, ManifestItem, validate_items
 from s2train.data.readers import load_items
-from s2train.data.sampler import BucketBatchSampler
+from s2train.data.sampler import BucketBatchSampler, EpochTaggedBatches, MidEpochResume
 
 log = logging.getLogger(__name__)
 
@@ -73,36 +73,12 @@ def collate_wavs(batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     return {"wav": torch.stack(batch)}
 
 
-class EpochTaggedBatches:
-    """Wraps a :class:`BucketBatchSampler` to yield ``[(index, epoch), ...]`` so crops depend on the epoch.
-
-    Lightning calls ``set_epoch`` on ``batch_sampler.sampler``, so ``sampler`` points back at this object.
-    It deliberately does not look like a torch ``BatchSampler`` (no ``batch_size``): under DDP with
-    ``trainer.use_distributed_sampler=true`` Lightning then stops with a clear error instead of silently
-    re-building it; set that flag to false, the wrapped sampler shards by rank itself.
-    """
-
-    def __init__(self, batches: BucketBatchSampler):
-        self.batches = batches
-        self.sampler = self
-
-    def set_epoch(self, epoch: int) -> None:
-        self.batches.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch = self.batches.epoch
-        for batch in self.batches:
-            yield [(i, epoch) for i in batch]
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-class AudioDataModule(pl.LightningDataModule):
+class AudioDataModule(MidEpochResume, pl.LightningDataModule):
     """Random waveform crops for training, fixed centre crops for validation.
 
     Items are validated at :meth:`setup`: bad ones are skipped and counted (``strict=True`` raises one error
-    listing them all); the reports are kept in ``self.reports``.
+    listing them all); the reports are kept in ``self.reports``. A run resumed from a mid-epoch checkpoint
+    continues the epoch where it stopped (:class:`~s2train.data.sampler.MidEpochResume`).
 
     Args:
         manifest: anything :func:`s2train.data.readers.load_items` reads (JSONL, corpus folder...).
@@ -185,12 +161,16 @@ class AudioDataModule(pl.LightningDataModule):
             [1] * len(self.train_items), self.batch_size, seed=self.seed, shuffle=True,
             drop_last=len(self.train_items) >= self.batch_size * world, num_replicas=world, rank=rank,
         )  # fmt: skip
+        self._resume_position(sampler)
         return DataLoader(
             AudioCropDataset(self.train_items, self.sample_rate, self.crop_samples, self.seed),
             batch_sampler=EpochTaggedBatches(sampler),
             num_workers=self.num_workers,
             collate_fn=collate_wavs,
             persistent_workers=self.num_workers > 0,
+            # own generator: creating the iterator would otherwise draw from the global torch RNG, at another
+            # point of the stream in a resumed run
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def val_dataloader(self) -> DataLoader | list:

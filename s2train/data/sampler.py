@@ -1,12 +1,16 @@
-"""Length-bucketed, seeded, epoch-aware, rank-sharded batch sampler."""
+"""Length-bucketed, seeded, epoch-aware, rank-sharded batch sampler, and exact mid-epoch resume for data modules."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from torch.utils.data import Sampler
+
+log = logging.getLogger(__name__)
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -17,6 +21,10 @@ class BucketBatchSampler(Sampler[list[int]]):
     cut windows into batches, shuffle the batches, then give rank ``r`` batches ``r, r + R, ...``. Every
     rank gets the same number of batches (DDP would hang otherwise): the batch list is truncated
     (``drop_last``) or padded by repeating its first batches.
+
+    ``start_batch`` (attribute, default 0) makes the next pass skip this rank's first ``start_batch``
+    batches of the epoch, then resets to 0: a run resumed mid-epoch continues where it stopped.
+    ``__len__`` keeps counting the whole epoch (Lightning counts the skipped batches as done).
 
     Args:
         lengths: one length per dataset index (any unit: frames, seconds, tokens).
@@ -58,6 +66,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.num_replicas, self.rank = num_replicas, rank
         self.bucket_size_multiplier = bucket_size_multiplier
         self.epoch = 0
+        self.start_batch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Change the shuffle; Lightning calls this at the start of every epoch (via :attr:`sampler`)."""
@@ -91,12 +100,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         return math.ceil(total / self.num_replicas)
 
     def __iter__(self) -> Iterator[list[int]]:
+        # Not a generator: the one-shot skip is consumed when the iterator is created, not at its first batch.
+        skip, self.start_batch = self.start_batch, 0
         batches = self._all_batches()
         n = self._num_per_rank(len(batches))
         needed = n * self.num_replicas
         if needed > len(batches) and batches:
             batches = batches + [batches[i % len(batches)] for i in range(needed - len(batches))]
-        yield from batches[:needed][self.rank :: self.num_replicas]
+        return iter(batches[:needed][self.rank :: self.num_replicas][skip:])
 
     def __len__(self) -> int:
         # batch count depends only on window sizes, not on the shuffle
@@ -104,3 +115,71 @@ class BucketBatchSampler(Sampler[list[int]]):
         sizes = [min(window, n - s) for s in range(0, n, window)]
         rnd = (lambda k: k // self.batch_size) if self.drop_last else (lambda k: -(-k // self.batch_size))
         return self._num_per_rank(sum(rnd(k) for k in sizes))
+
+
+class EpochTaggedBatches:
+    """Wraps a :class:`BucketBatchSampler` to yield ``[(index, epoch), ...]``: per-item randomness (crops,
+    voice references) then depends on the epoch, also inside persistent DataLoader workers.
+
+    Lightning calls ``set_epoch`` on ``batch_sampler.sampler``, so ``sampler`` points back at this object;
+    ``set_epoch`` is forwarded to the wrapped sampler and to ``dataset`` when given (for plain-index access).
+    It deliberately does not look like a torch ``BatchSampler`` (no ``batch_size``): under DDP with
+    ``trainer.use_distributed_sampler=true`` Lightning then stops with a clear error instead of silently
+    re-building it; set that flag to false, the wrapped sampler shards by rank itself.
+    """
+
+    def __init__(self, batches: BucketBatchSampler, dataset: Any = None):
+        self.batches = batches
+        self.dataset = dataset
+        self.sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+        if self.dataset is not None:
+            self.dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.batches.epoch
+        for batch in self.batches:
+            yield [(i, epoch) for i in batch]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class MidEpochResume:
+    """Mixin for a ``LightningDataModule``: a run resumed from a mid-epoch checkpoint continues the epoch.
+
+    Lightning saves a data module's ``state_dict`` in every checkpoint and restores it before building the
+    loaders. The state is the epoch and the number of train batches this rank already trained in it; the
+    subclass's ``train_dataloader`` calls :meth:`_resume_position` on its sampler so the first pass skips them
+    (a plain DataLoader would replay the epoch from its first batch). Later passes are whole epochs.
+    """
+
+    _resume: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {"epoch": 0, "batches_done": 0}
+        # `processed` already counts the batch whose on_train_batch_end writes the checkpoint
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = {
+            "epoch": int(state_dict.get("epoch", 0)),
+            "batches_done": int(state_dict.get("batches_done", 0)),
+        }
+
+    def _resume_position(self, sampler: BucketBatchSampler) -> None:
+        """Set ``sampler.start_batch`` once after a restore (no-op otherwise)."""
+        state, self._resume = self._resume, None
+        if not state or state["batches_done"] <= 0:
+            return
+        trainer = getattr(self, "trainer", None)
+        epoch = trainer.current_epoch if trainer is not None else state["epoch"]
+        if state["batches_done"] >= len(sampler) or epoch != state["epoch"]:
+            return  # saved at the end of an epoch: the next one starts at its first batch
+        sampler.start_batch = state["batches_done"]
+        log.info("resuming epoch %d at batch %d of %d", epoch, state["batches_done"], len(sampler))

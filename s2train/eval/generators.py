@@ -102,7 +102,9 @@ def speed_benchmark(ckpt: str | Path, device: str = "cpu", batch_sizes: Sequence
             if str(device).startswith("cuda"):
                 torch.cuda.synchronize()
             out["naive_frames_per_s"] = frames / (time.perf_counter() - t0)
-            out["speedup_vs_naive"] = out["b1/frames_per_s"] / out["naive_frames_per_s"] if 1 in batch_sizes else float("nan")
+            out["speedup_vs_naive"] = (
+                out["b1/frames_per_s"] / out["naive_frames_per_s"] if 1 in batch_sizes else float("nan")
+            )
         return out
 
     return run

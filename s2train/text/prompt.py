@@ -26,7 +26,6 @@ Without references the system turn is omitted. Without `target_codes` the prompt
 from __future__ import annotations
 
 import re
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 

@@ -103,3 +103,26 @@ def test_lengths_are_exact_without_reference(codes_dir, tmp_path):
     dm.setup()
     ds = dm.train_set
     assert [len(ds[i]["tokens"]) for i in range(len(ds))] == ds.lengths
+
+
+def test_datamodule_resumes_mid_epoch_and_tags_epochs(codes_dir, tmp_path):
+    dm = CodesDataModule(str(codes_dir), str(tmp_path / "tok"), batch_size=4, num_semantic=64, ref_prob=1.0)
+    dm.setup()
+    loader = dm.train_dataloader()
+    loader.batch_sampler.sampler.set_epoch(1)  # what Lightning calls at each epoch start
+    full = list(loader.batch_sampler)
+    assert len(full) == 5 and all(e == 1 for batch in full for _, e in batch)
+    assert dm.train_set.epoch == 1  # plain-index access follows too
+
+    dm.load_state_dict({"epoch": 0, "batches_done": 2})  # mid-epoch checkpoint of epoch 0
+    resumed = dm.train_dataloader()
+    epoch0 = list(resumed.batch_sampler)
+    assert len(epoch0) == 3 and len(resumed) == 5
+    assert [b["tokens"].shape[0] for b in resumed] == [4] * 5  # the skip was one-shot
+    assert epoch0 != full[2:]  # another epoch: another order
+
+    # references are drawn per (seed, epoch, index): some item gets another reference in another epoch
+    ds = dm.train_set
+    assert any(not torch.equal(ds[(i, 0)]["codes"], ds[(i, 1)]["codes"]) for i in range(len(ds)))
+    ds.set_epoch(1)
+    assert all(torch.equal(ds[(i, 1)]["codes"], ds[i]["codes"]) for i in range(len(ds)))  # plain: ds.epoch

@@ -59,6 +59,20 @@ def test_sampler_lightning_hooks():
         BucketBatchSampler(SequentialSampler(range(10)), batch_size=2, drop_last=False)
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_sampler_start_batch_skips_once(replicas):
+    lengths = list(range(37))
+    for rank in range(replicas):
+        s = BucketBatchSampler(lengths, 4, seed=3, num_replicas=replicas, rank=rank)
+        s.set_epoch(2)
+        full = list(s)
+        s.start_batch = 3
+        assert list(s) == full[3:]  # same epoch order and shard, first 3 batches dropped
+        assert s.start_batch == 0 and list(s) == full and len(s) == len(full)  # one-shot; len is the epoch
+        s.set_epoch(3)
+        assert list(s) != full
+
+
 def _corpus(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     items = []
@@ -111,6 +125,20 @@ def test_datamodule_batches_and_bad_item_skipping(tmp_path):
     val = [b["wav"] for b in dm.val_dataloader()]
     assert [v.shape for v in val] == [(2, 1, SR)]
     assert torch.equal(val[0], torch.cat([b["wav"] for b in dm.val_dataloader()]))  # fixed crops
+
+
+def test_datamodule_resumes_mid_epoch(tmp_path):
+    dm = AudioDataModule(_corpus(tmp_path), crop_seconds=0.25, batch_size=2, seed=1, val_splits=())
+    full = [b["wav"] for b in dm.train_dataloader()]
+    assert len(full) == 4 and dm.state_dict() == {"epoch": 0, "batches_done": 0}  # no trainer attached
+    dm.load_state_dict({"epoch": 0, "batches_done": 3})  # what Lightning restores from a checkpoint
+    resumed = dm.train_dataloader()
+    assert len(resumed) == 4  # Lightning counts the skipped batches as done
+    rest = [b["wav"] for b in resumed]
+    assert len(rest) == 1 and torch.equal(rest[0], full[3])
+    assert len(list(resumed)) == 4  # only the first pass is shortened
+    dm.load_state_dict({"epoch": 0, "batches_done": 4})  # saved on the epoch's last batch: start fresh
+    assert len(list(dm.train_dataloader())) == 4
 
 
 def test_datamodule_strict_and_empty_split_errors(tmp_path):

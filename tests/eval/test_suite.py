@@ -196,11 +196,11 @@ def test_eval_configs_compose():
     config_dir = Path(__file__).resolve().parents[2] / "configs"
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         for name in ("quick", "full", "tags", "codec", "speed"):
-            cfg = compose(config_name=f"eval/{name}").eval
+            cfg = compose(config_name=f"suite/{name}").suite
             assert cfg.name == name
-        full = compose(config_name="eval/full").eval
+        full = compose(config_name="suite/full").suite
         assert list(full.seeds) == [0, 1, 2] and full.evalset.max_items is None and full.asr.beam_size == 1
-        assert list(compose(config_name="eval/codec").eval.audio_metrics) == [
+        assert list(compose(config_name="suite/codec").suite.audio_metrics) == [
             "mel_distance",
             "stft_distance",
             "si_sdr",

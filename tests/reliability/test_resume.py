@@ -97,8 +97,7 @@ def _ar(codes_dir, total, *extra):
     return make
 
 
-RESUMABLE_DATA = "data._target_=tests.reliability.conftest.ResumableCodesDataModule"
-RNG_CALLBACK = "+callbacks.rng._target_=tests.reliability.conftest.RNGStateCallback"
+RNG_CALLBACK = "+callbacks.rng._target_=s2train.lit.callbacks.RNGStateCallback"
 
 
 def test_ar_resume_at_epoch_boundary_is_exact(codes_dir, tmp_path):
@@ -108,33 +107,22 @@ def test_ar_resume_at_epoch_boundary_is_exact(codes_dir, tmp_path):
     _assert_same(rows_a, rows_b, w_a, w_b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="mid-epoch resume replays the epoch from its first batch: the code/audio train loaders are not "
-    "resumable (Lightning warns 'dataloader is not resumable'); fix in docs/reliability.md",
-)
 def test_ar_resume_mid_epoch_is_exact(codes_dir, tmp_path):
+    """CodesDataModule's state_dict holds the data position: the resumed run continues the epoch at batch 3."""
     n = AR_BATCHES_PER_EPOCH // 2 + 1  # stop inside the first epoch
     rows_a, rows_b, w_a, w_b = _straight_and_resumed(_ar(codes_dir, 2 * n), tmp_path, n=n, total=2 * n)
-    assert [r["batch"] for r in rows_a] == [r["batch"] for r in rows_b], "resumed run was fed other batches"
-    _assert_same(rows_a, rows_b, w_a, w_b)
-
-
-def test_ar_resume_mid_epoch_is_exact_with_resumable_loader(codes_dir, tmp_path):
-    """The proposed fix (tests/reliability/conftest.py::_resumable) makes the mid-epoch case exact."""
-    n = AR_BATCHES_PER_EPOCH // 2 + 1
-    make = _ar(codes_dir, 2 * n, RESUMABLE_DATA)
-    rows_a, rows_b, w_a, w_b = _straight_and_resumed(make, tmp_path, n=n, total=2 * n)
     assert [r["batch_idx"] for r in rows_b] == [0, 1, 2, 3, 0, 1]
     _assert_same(rows_a, rows_b, w_a, w_b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CodesDataset.epoch is set once when the loader is built; Lightning only calls set_epoch on the "
-    "batch sampler, so reference draws never change per epoch and differ after a resume in a later epoch",
-)
+def test_ar_resume_in_a_later_epoch_is_exact(codes_dir, tmp_path):
+    """Stop mid-epoch 1: the sampler order and the per-epoch reference draws must both be those of epoch 1."""
+    n = AR_BATCHES_PER_EPOCH + 2
+    rows_a, rows_b, w_a, w_b = _straight_and_resumed(_ar(codes_dir, n + 2), tmp_path, n=n, total=n + 2)
+    assert [r["epoch"] for r in rows_b] == [0] * 4 + [1] * 4
+    _assert_same(rows_a, rows_b, w_a, w_b)
+
+
 def test_codes_dataset_follows_the_sampler_epoch(codes_dir, tmp_path):
     from s2train.data.codes import CodesDataModule
 
@@ -143,6 +131,7 @@ def test_codes_dataset_follows_the_sampler_epoch(codes_dir, tmp_path):
     dl = dm.train_dataloader()
     dl.batch_sampler.sampler.set_epoch(3)  # what Lightning's fit loop does at each epoch start
     assert dm.train_set.epoch == 3
+    assert {i[1] for batch in dl.batch_sampler for i in batch} == {3}  # indices are tagged with the epoch
 
 
 def _codec(manifest, *extra):
@@ -187,10 +176,8 @@ def test_codec_resume_restores_both_gan_optimizers(codec_manifest, tmp_path):
 
 
 def test_codec_resume_mid_epoch_is_exact_with_both_fixes(codec_manifest, tmp_path):
-    """Resumable audio loader + RNG state in the checkpoint: a mid-epoch codec resume is exact."""
-    make = _codec(
-        codec_manifest, RNG_CALLBACK, "data._target_=tests.reliability.conftest.ResumableAudioDataModule"
-    )
+    """AudioDataModule's data position + RNG state in the checkpoint: a mid-epoch codec resume is exact."""
+    make = _codec(codec_manifest, RNG_CALLBACK)
     rows_a, rows_b, w_a, w_b = _straight_and_resumed(
         make, tmp_path, n=5, total=CODEC_TOTAL
     )  # 5 = after batch 3
@@ -198,18 +185,13 @@ def test_codec_resume_mid_epoch_is_exact_with_both_fixes(codec_manifest, tmp_pat
     _assert_same(rows_a, rows_b, w_a, w_b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Lightning checkpoints do not hold the torch RNG state, so the codec's quantizer dropout draws other "
-    "masks after a resume; fix: RNGStateCallback (tests/reliability/conftest.py) in configs/callbacks/default.yaml",
-)
-def test_codec_resume_is_exact_with_default_callbacks(codec_manifest, tmp_path):
-    rows_a, rows_b, w_a, w_b = _straight_and_resumed(
-        _codec(codec_manifest), tmp_path, n=CODEC_N, total=CODEC_TOTAL
-    )
-    assert [r["batch"] for r in rows_a] == [r["batch"] for r in rows_b]  # same data: only the RNG differs
-    _assert_same(rows_a, rows_b, w_a, w_b)
+def test_default_callbacks_keep_rng_state_in_checkpoints(tmp_path):
+    """The exact codec resume above needs RNGStateCallback; the stock callback config must include it."""
+    from tests.conftest import compose_config
+
+    cfg = compose_config("train", [], tmp_path)
+    targets = [c.get("_target_") for c in cfg.callbacks.values()]
+    assert "s2train.lit.callbacks.RNGStateCallback" in targets
 
 
 # ---------------------------------------------------------------- atomic checkpoints, non-finite guard
