@@ -133,6 +133,10 @@ def load_pretrained(
         ValueError: weights that do not fit the config (lists the keys).
     """
     d = Path(bundle_dir)
+    from s2train.ar.upstream import is_upstream_dir, load_s2pro_pretrained
+
+    if is_upstream_dir(d):  # a released S2 Pro directory (fish_qwen3_omni layout); its codec is not s2train's
+        return load_s2pro_pretrained(d, device=device, dtype=dtype)
     doc = read_bundle_config(d)
     cfg = DualARConfig.from_dict(doc["model"])
     model = DualAR(cfg)
@@ -183,6 +187,11 @@ def load_init_weights(model: torch.nn.Module, source: str | Path) -> None:
         ValueError: missing / unexpected keys or shape mismatches, all listed.
     """
     p = Path(source)
+    from s2train.ar.upstream import is_upstream_dir, load_s2pro_weights
+
+    if is_upstream_dir(p):  # released S2 Pro weights: strict key mapping + upstream RoPE tables
+        load_s2pro_weights(model, p)
+        return
     if is_bundle(p):
         sd = load_bundle_state_dict(p)
     elif p.is_file():

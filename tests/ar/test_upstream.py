@@ -490,3 +490,20 @@ def test_upstream_rope_tables_installed():
     # fp64 angles (s2train's own tables) round differently from upstream's fp32 ones in some entries.
     changed = (before[0] != want_cos).sum() + (before[1] != want_sin).sum()
     assert 0 < changed < 0.05 * want_cos.numel()
+
+
+def test_recipe_loaders_accept_a_released_directory(mini):
+    """`init_from=<s2-pro dir>` (finetune/lora) and `load_pretrained` (grpo, eval, TTS) dispatch to the importer."""
+    from s2train.bundle import load_init_weights, load_pretrained
+
+    d, _, _ = mini
+    write_tokenizer(d, config=json.loads((d / "config.json").read_text()))
+    ref, cfg, _ = import_s2pro(d)
+    model, tok, codec_dir = load_pretrained(d)
+    assert codec_dir is None and tok.semantic_start == cfg.semantic_start
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
+    fresh = DualAR(cfg).bfloat16()
+    load_init_weights(fresh, d)
+    tokens, codes, audio = batch()
+    with torch.no_grad():
+        assert torch.equal(fresh(tokens, codes, audio).logits, ref(tokens, codes, audio).logits)
