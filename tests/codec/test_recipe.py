@@ -36,7 +36,7 @@ def test_train_entry_runs_and_exports(compose_train, tiny_corpus, tmp_path):
         "callbacks=none",
         "trainer.max_steps=4",
         "trainer.val_check_interval=2",
-        "+trainer.limit_val_batches=1",
+        "++trainer.limit_val_batches=1",
         "module.mel_warmup_steps=1",
         "module.discriminator.period_channels=[4,8]",
         "module.discriminator.spec_channels=4",

@@ -146,7 +146,7 @@ def test_codec_recipe_runs_on_the_bad_corpus(compose_train, bad_corpus):
 
     cfg = compose_train(
         "recipe=codec", *FAST_CODEC, f"data.manifest={bad_corpus}", "data.batch_size=2",
-        "logger=none", "callbacks=none", "trainer.max_steps=3", "+trainer.limit_val_batches=1",
+        "logger=none", "callbacks=none", "trainer.max_steps=3", "++trainer.limit_val_batches=1",
         "trainer.val_check_interval=2", "module.mel_warmup_steps=1",
     )  # fmt: skip
     metrics = train(cfg)
@@ -161,7 +161,7 @@ def test_pretrain_recipe_runs_on_extracted_bad_codes(compose_train, bad_codes, t
         "recipe=pretrain", "model=tiny", "codec=tiny", f"data.dataset_dir={bad_codes}",
         f"data.tokenizer_dir={tmp_path / 'tok'}", "data.batch_size=4", "data.vocab_size=300",
         "data.max_tokens=1000", "logger=none", "callbacks=none", "trainer.max_steps=3",
-        "+trainer.limit_val_batches=1", "trainer.val_check_interval=3", "module.warmup_steps=1",
+        "++trainer.limit_val_batches=1", "trainer.val_check_interval=3", "module.warmup_steps=1",
     )  # fmt: skip
     metrics = train(cfg)
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/loss"])

@@ -64,7 +64,7 @@ def _pretrain(codes_dir: Path, out: Path, batch: int) -> list[str]:
         "recipe=pretrain", "model=tiny", "codec=tiny", f"data.dataset_dir={codes_dir}",
         f"data.tokenizer_dir={codes_dir.parent / 'tok'}", f"data.batch_size={batch}", "data.vocab_size=300",
         "data.num_semantic=64", "data.ref_prob=0.0", "logger=none", "callbacks=none", "trainer.max_steps=3",
-        "+trainer.limit_val_batches=0", "+trainer.enable_progress_bar=false", "module.warmup_steps=1",
+        "++trainer.limit_val_batches=0", "++trainer.enable_progress_bar=false", "module.warmup_steps=1",
         "module.total_steps=3", *recorder_overrides(out / "losses.jsonl"),
     ]  # fmt: skip
 
@@ -109,7 +109,7 @@ def _codec(manifest: Path, out: Path, batch: int) -> list[str]:
     return [
         "recipe=codec", *FAST_CODEC, "codec.quantizer_dropout=0.0", f"data.manifest={manifest}",
         f"data.batch_size={batch}", "logger=none", "callbacks=none", "trainer.max_steps=5",
-        "+trainer.limit_val_batches=0", "+trainer.enable_progress_bar=false", "module.mel_warmup_steps=1",
+        "++trainer.limit_val_batches=0", "++trainer.enable_progress_bar=false", "module.mel_warmup_steps=1",
         *recorder_overrides(out / "losses.jsonl"),
     ]  # fmt: skip
 

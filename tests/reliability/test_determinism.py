@@ -33,7 +33,7 @@ def _pretrain(codes_dir: Path, tok: Path, losses: Path) -> list[str]:
     return [
         "recipe=pretrain", "model=tiny", "codec=tiny", f"data.dataset_dir={codes_dir}", f"data.tokenizer_dir={tok}",
         "data.batch_size=4", "data.vocab_size=300", "data.num_semantic=64", "logger=none", "callbacks=none",
-        f"trainer.max_steps={STEPS}", "+trainer.limit_val_batches=0", "+trainer.enable_progress_bar=false",
+        f"trainer.max_steps={STEPS}", "++trainer.limit_val_batches=0", "++trainer.enable_progress_bar=false",
         "module.warmup_steps=2", *recorder_overrides(losses),
     ]  # fmt: skip
 

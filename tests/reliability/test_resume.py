@@ -39,10 +39,10 @@ def _ar_overrides(codes_dir: Path, out: Path, steps: int, total: int) -> list[st
         "recipe=pretrain", "model=tiny", "codec=tiny", f"data.dataset_dir={codes_dir}",
         f"data.tokenizer_dir={codes_dir.parent / 'tok'}", "data.batch_size=4", "data.vocab_size=300",
         "data.num_semantic=64", "logger=none", "callbacks=none", f"trainer.max_steps={steps}",
-        "+trainer.limit_val_batches=0", "trainer.deterministic=true", "trainer.log_every_n_steps=1",
-        "+trainer.enable_progress_bar=false", "module.warmup_steps=2", f"module.total_steps={total}",
+        "++trainer.limit_val_batches=0", "trainer.deterministic=true", "trainer.log_every_n_steps=1",
+        "++trainer.enable_progress_bar=false", "module.warmup_steps=2", f"module.total_steps={total}",
         # data.ref_prob=1 makes the per-(epoch, index) reference draws matter
-        "data.ref_prob=1.0", "+trainer.enable_checkpointing=true",
+        "data.ref_prob=1.0", "++trainer.enable_checkpointing=true",
         "+callbacks.ckpt._target_=pytorch_lightning.callbacks.ModelCheckpoint",
         f"+callbacks.ckpt.dirpath={out}/checkpoints", "+callbacks.ckpt.save_last=true",
         "+callbacks.ckpt.every_n_train_steps=1", "+callbacks.ckpt.save_top_k=0",
@@ -53,8 +53,8 @@ def _ar_overrides(codes_dir: Path, out: Path, steps: int, total: int) -> list[st
 def _codec_overrides(manifest: Path, out: Path, steps: int) -> list[str]:
     return [
         "recipe=codec", *FAST_CODEC, f"data.manifest={manifest}", "data.batch_size=2", "logger=none",
-        "callbacks=none", f"trainer.max_steps={steps}", "+trainer.limit_val_batches=0",
-        "trainer.deterministic=true", "+trainer.enable_progress_bar=false", "module.mel_warmup_steps=1",
+        "callbacks=none", f"trainer.max_steps={steps}", "++trainer.limit_val_batches=0",
+        "trainer.deterministic=true", "++trainer.enable_progress_bar=false", "module.mel_warmup_steps=1",
         "+callbacks.ckpt._target_=pytorch_lightning.callbacks.ModelCheckpoint",
         f"+callbacks.ckpt.dirpath={out}/checkpoints", "+callbacks.ckpt.save_last=true",
         "+callbacks.ckpt.every_n_train_steps=1", "+callbacks.ckpt.save_top_k=0",
@@ -199,8 +199,8 @@ def _pretrain(codes_dir: Path, tok: Path) -> list[str]:
     return [
         "recipe=pretrain", "model=tiny", "codec=tiny", f"data.dataset_dir={codes_dir}", f"data.tokenizer_dir={tok}",
         "data.batch_size=4", "data.vocab_size=300", "data.num_semantic=64", "logger=none",
-        "+trainer.limit_val_batches=0", "module.warmup_steps=1", "~callbacks.lr_monitor",
-        "~callbacks.progress_bar", "~callbacks.loss_plot", "+trainer.enable_progress_bar=false",
+        "++trainer.limit_val_batches=0", "module.warmup_steps=1", "~callbacks.lr_monitor",
+        "~callbacks.progress_bar", "~callbacks.loss_plot", "++trainer.enable_progress_bar=false",
     ]  # fmt: skip
 
 
@@ -359,9 +359,9 @@ def test_nonfinite_guard_skips_manual_gan_steps_in_codec(tiny_codec_dir, tmp_pat
     cfg = compose_config(
         "train",
         ["recipe=codec", *FAST_CODEC, f"data.manifest={bad_corpus}", "data.batch_size=2", "logger=none",
-         "trainer.max_steps=5", "+trainer.limit_val_batches=0", "module.mel_warmup_steps=1",
+         "trainer.max_steps=5", "++trainer.limit_val_batches=0", "module.mel_warmup_steps=1",
          "~callbacks.lr_monitor", "~callbacks.progress_bar", "~callbacks.loss_plot",
-         "+trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"],
+         "++trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"],
         tmp_path,
     )  # fmt: skip
     metrics = train(cfg)
