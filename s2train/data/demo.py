@@ -286,7 +286,9 @@ def _plan(size: CorpusSize, seed: int, voices: list[Voice]) -> list[_Job]:
         words = base.split()
         # a leading [pause] would only add leading silence, and emphasis over a long span shows no prominence
         f1, f2 = rng.sample(sorted(set(TAG_FAMILIES) - {"pause", "emphasis"}), 2)
-        cut = rng.randint(1, max(1, len(words) // 2))
+        # the first tag needs a few words of its own: a one-word span is too short to measure its effect
+        half = max(1, len(words) // 2)
+        cut = rng.randint(min(3, half), half)
         text = " ".join(
             [f"[{rng.choice(TAG_FAMILIES[f1].synonyms)}]"] + words[:cut]
             + [f"[{rng.choice(TAG_FAMILIES[f2].synonyms)}]"] + words[cut:]
