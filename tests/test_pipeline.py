@@ -150,3 +150,27 @@ def test_eval_speed_suite_times_the_engine(chain, tmp_path):
     )
     metrics = evaluate(cfg)
     assert metrics["eval/b2/frames_per_s"] > 0 and metrics["eval/speedup_vs_naive"] > 0
+
+
+def test_eval_accepts_a_lightning_checkpoint(chain, tmp_path):
+    from s2train.eval.generators import resolve_bundle
+
+    _train(
+        tmp_path / "ft",
+        "recipe=finetune",
+        f"init_from={chain['base']}",
+        f"data.dataset_dir={chain['codes']}",
+        f"data.tokenizer_dir={chain['tok']}",
+        "data.batch_size=4",
+        "trainer.max_steps=1",
+        "+callbacks.ckpt._target_=pytorch_lightning.callbacks.ModelCheckpoint",
+        f"+callbacks.ckpt.dirpath={tmp_path / 'ckpts'}",
+        "+callbacks.ckpt.every_n_train_steps=1",
+    )
+    ckpt = next((tmp_path / "ckpts").glob("*.ckpt"))
+    bundle = resolve_bundle(ckpt)
+    from s2train import load_pretrained
+
+    model, _, codec_dir = load_pretrained(bundle)
+    assert codec_dir is not None and model.config.num_codebooks == 4
+    assert resolve_bundle(ckpt) == bundle  # exported once, reused

@@ -19,16 +19,32 @@ from s2train.eval.evalset import EvalItem, ground_truth_generate_fn
 log = logging.getLogger(__name__)
 
 
-def _check_ckpt(ckpt: str | Path) -> Path:
+def resolve_bundle(ckpt: str | Path) -> Path:
+    """An exported bundle directory for `ckpt`: the directory itself, or, for a Lightning checkpoint of
+    `recipe=pretrain|finetune|lora` (`.ckpt`), a bundle exported once next to it (`<name>_bundle/`, LoRA
+    merged). GRPO runs export their bundle at the end of training (`<run>/export`)."""
     path = Path(ckpt)
     if not path.exists():
-        raise FileNotFoundError(f"ckpt={ckpt}: no such bundle directory")
-    if path.is_file():
+        raise FileNotFoundError(f"ckpt={ckpt}: no such bundle directory or checkpoint file")
+    if path.is_dir():
+        return path
+    out = path.parent / f"{path.stem}_bundle"
+    if (out / "config.json").exists() and out.stat().st_mtime >= path.stat().st_mtime:
+        return out
+    import torch
+
+    hparams = torch.load(str(path), map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if "tokenizer_dir" not in hparams:
         raise ValueError(
-            f"ckpt={ckpt} is a file; eval.py takes an exported bundle directory (<run>/export, written at the "
-            "end of training, or s2train.bundle.export_bundle)"
+            f"ckpt={ckpt}: not a Dual-AR training checkpoint (recipe=pretrain|finetune|lora); pass the "
+            "exported bundle directory (<run>/export) instead"
         )
-    return path
+    from s2train.lit.ar import DualARLitModule
+
+    module = DualARLitModule.load_from_checkpoint(str(path), map_location="cpu")
+    module.export(out)
+    log.info("exported %s to the bundle %s for evaluation", path, out)
+    return out
 
 
 def tts_generator(ckpt: str | Path | None = None, device: str = "cpu", max_seconds: float = 20.0,
@@ -46,7 +62,7 @@ def tts_generator(ckpt: str | Path | None = None, device: str = "cpu", max_secon
 
     from s2train.inference.tts import TTS
 
-    tts = TTS.from_bundle(_check_ckpt(ckpt), device=device, mode=mode, max_seconds=max_seconds)
+    tts = TTS.from_bundle(resolve_bundle(ckpt), device=device, mode=mode, max_seconds=max_seconds)
 
     def generate(items: Sequence[EvalItem], seed: int = 0) -> list[tuple[np.ndarray, int]]:
         out = []
@@ -74,7 +90,7 @@ def speed_benchmark(ckpt: str | Path, device: str = "cpu", batch_sizes: Sequence
     from s2train.inference import InferenceEngine, SamplingParams, naive_generate
     from s2train.text import build_prompt
 
-    model, tok, codec_dir = load_pretrained(_check_ckpt(ckpt), device=device)
+    model, tok, codec_dir = load_pretrained(resolve_bundle(ckpt), device=device)
     frame_rate = float(load_codec(codec_dir).frame_rate) if codec_dir else 21.5
     k = model.config.num_codebooks
     text = " ".join(["the quick brown fox jumps over the lazy dog"] * 8)
