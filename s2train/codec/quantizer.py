@@ -5,13 +5,6 @@ nearest entry (= highest cosine), and projects back. Gradients pass to the encod
 estimator. Codebook 0 may have its own size (the "semantic" codebook); quantizer dropout only ever drops
 residual codebooks 1..K-1. Codes that go unused for ``dead_code_steps`` training steps are re-initialized from
 random recent encoder outputs.
-
-Data-dependent init: a freshly built stage copies its codebook from the projected encoder outputs of its first
-training batch. Why: the lookup is by cosine, and at init a conv encoder's latent is dominated by its biases,
-so all frames point into one narrow cone of the ``codebook_dim`` sphere. A codebook drawn uniformly on the
-sphere then has only a handful of entries inside that cone; the decoder sees a near-constant input and the
-commitment loss pulls every frame onto those few codes, which narrows the cone further (measured: 2-3 of
-1024 codes per batch after 50 steps, see docs/codec.md). Codes drawn from the data tile the cone instead.
 """
 
 from __future__ import annotations
@@ -21,15 +14,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def _sync_from_rank0(t: torch.Tensor) -> None:
-    """Under DDP, copy rank 0's ``t`` to every rank (a data-driven codebook must not diverge).
-
-    Only for edits every rank makes in the same step (the first-batch init): it is a collective call.
-    """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.broadcast(t, src=0)
 
 
 @dataclass
@@ -58,46 +42,16 @@ class FactorizedVQ(nn.Module):
         dim: latent channels D.
         codebook_size: number of entries C.
         codebook_dim: low dimension the lookup runs in.
-        data_init: copy the codebook from the first training batch's projected latents.
     """
 
-    def __init__(self, dim: int, codebook_size: int, codebook_dim: int, data_init: bool = True):
+    def __init__(self, dim: int, codebook_size: int, codebook_dim: int):
         super().__init__()
         self.codebook_size = codebook_size
-        self.data_init = data_init
         self.in_proj = nn.Conv1d(dim, codebook_dim, 1)
         self.out_proj = nn.Conv1d(codebook_dim, dim, 1)
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
         # Training steps since each code was last picked; drives dead-code reinitialization.
         self.register_buffer("unused_steps", torch.zeros(codebook_size, dtype=torch.long), persistent=False)
-        # Not saved: loading any state dict (export or checkpoint) marks the codebook as initialized.
-        self.register_buffer("initialized", torch.tensor(not data_init), persistent=False)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.initialized.fill_(True)
-
-    @torch.no_grad()
-    def init_from_data(self, z_e: torch.Tensor) -> None:
-        """Copy the codebook from projected latents (see the module docstring for why).
-
-        Args:
-            z_e: [B, d, T] projected encoder outputs. With fewer than C frames every frame is used and the
-                remaining entries are jittered copies (jitter 10% of the per-dim spread), so they split the
-                occupied region instead of tying with their source.
-        """
-        pool = z_e.transpose(1, 2).reshape(-1, z_e.shape[1]).float()
-        c = self.codebook_size
-        perm = torch.randperm(pool.shape[0], device=pool.device)[:c]
-        rows = pool[perm]
-        if rows.shape[0] < c:
-            extra = pool[torch.randint(0, pool.shape[0], (c - rows.shape[0],), device=pool.device)]
-            spread = pool.std(0, keepdim=True) if pool.shape[0] > 1 else pool.abs().mean(0, keepdim=True)
-            extra = extra + 0.1 * spread.clamp_min(1e-6) * torch.randn_like(extra)
-            rows = torch.cat([rows, extra])
-        self.codebook.weight.data.copy_(rows.to(self.codebook.weight.dtype))
-        _sync_from_rank0(self.codebook.weight.data)
-        self.initialized.fill_(True)
 
     def lookup(self, z_e: torch.Tensor) -> torch.Tensor:
         """Args: z_e: [B, d, T] projected latent. Returns: [B, T] nearest-code indices (cosine)."""
@@ -119,8 +73,6 @@ class FactorizedVQ(nn.Module):
             (z_q [B, D, T], codes [B, T], commitment [B], codebook [B], z_e_low [B, d, T]): per-sample losses.
         """
         z_e = self.in_proj(residual)
-        if self.training and not bool(self.initialized):
-            self.init_from_data(z_e.detach())
         codes = self.lookup(z_e)
         z_e_n = F.normalize(z_e, dim=1)
         q = F.normalize(self.codebook(codes), dim=-1).transpose(1, 2)
@@ -164,7 +116,6 @@ class ResidualVQ(nn.Module):
         quantizer_dropout: fraction of training samples that keep only a random number of stages
             (codebook 0 always kept).
         dead_code_steps: re-initialize codes unused for this many training steps (0 disables).
-        data_init: initialize each codebook from its first training batch (``FactorizedVQ``).
     """
 
     def __init__(
@@ -174,13 +125,12 @@ class ResidualVQ(nn.Module):
         codebook_dim: int = 8,
         quantizer_dropout: float = 0.5,
         dead_code_steps: int = 0,
-        data_init: bool = True,
     ):
         super().__init__()
         self.codebook_sizes = list(codebook_sizes)
         self.quantizer_dropout = quantizer_dropout
         self.dead_code_steps = dead_code_steps
-        self.stages = nn.ModuleList([FactorizedVQ(dim, c, codebook_dim, data_init) for c in codebook_sizes])
+        self.stages = nn.ModuleList([FactorizedVQ(dim, c, codebook_dim) for c in codebook_sizes])
 
     def keep_mask(self, batch: int, device: torch.device) -> torch.Tensor:
         """Sample which stages each sample keeps: [B, K] bool, column 0 always True."""
