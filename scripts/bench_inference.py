@@ -13,13 +13,13 @@ import argparse
 import json
 import resource
 import sys
-import time
 
 import torch
 
 from s2train.ar import DualAR, DualARConfig, preset
 from s2train.ar.sizes import count_params, weight_bytes_per_frame
-from s2train.inference import InferenceEngine, SamplingParams, naive_generate
+from s2train.inference import InferenceEngine, SamplingParams
+from s2train.inference.benchmark import time_generation, time_naive
 
 TEXT_VOCAB = 2048  # text ids + specials before the semantic range for the small shapes
 
@@ -73,38 +73,23 @@ def bench_one(name, cfg, batch, args, device, dtype) -> dict:
     params = SamplingParams(temperature=0.8, top_p=0.9)
     engine = InferenceEngine(model, STOP_ID, mode=args.mode)
     engine.warmup(batch, args.prompt_len, args.frames, params)  # buffers + graph capture / compile
-    engine.generate(prompts, params, 4, seed=0, min_frames=4)  # first-call allocator/kernel warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(device)
-    cpu0 = time.process_time()
-    res = engine.generate(prompts, params, args.frames, seed=0, min_frames=args.frames)
-    cpu_s = time.process_time() - cpu0
-    frames = res.stats["frames"]
-    decode_s, prefill_s = res.stats["decode_s"], res.stats["prefill_s"]
+    t = time_generation(engine, prompts, params, args.frames, args.frame_rate)
+    frames, decode_s, prefill_s = t["frames"], t["decode_s"], t["prefill_s"]
     row = {
         "shape": name, "batch": batch, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "params_M": round(count_params(cfg)["total"] / 1e6, 1), "frames": frames,
-        "frames_per_s": batch * frames / decode_s, "ms_per_frame": 1000 * decode_s / frames,
-        "prefill_ms": 1000 * prefill_s, "codebook_tokens_per_s": batch * frames * cfg.num_codebooks / decode_s,
-        "rtf": (decode_s + prefill_s) / (frames / args.frame_rate), "peak_mem_mb": peak_memory_mb(device),
+        **{k: t[k] for k in ("frames_per_s", "ms_per_frame", "prefill_ms", "codebook_tokens_per_s", "rtf")},
+        "peak_mem_mb": peak_memory_mb(device),
     }  # fmt: skip
     if device.type == "cpu":
         # On a shared machine wall time includes waiting for a core; CPU time shows the path's own cost.
-        row["cpu_util"] = cpu_s / (decode_s + prefill_s)
-        row["frames_per_cpu_s"] = batch * frames / cpu_s
+        row["cpu_util"] = t["cpu_s"] / (decode_s + prefill_s)
+        row["frames_per_cpu_s"] = batch * frames / t["cpu_s"]
     if device.type == "cuda":
         wb = weight_bytes_per_frame(cfg, torch.finfo(dtype).bits // 8)
         row["weight_GB_per_s"] = wb / (decode_s / frames) / 1e9
     if args.naive:
-        t0 = time.perf_counter()
-        naive_generate(
-            model, prompts, params, args.frames, seed=0, stop_token_id=STOP_ID, min_frames=args.frames
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        naive_s = time.perf_counter() - t0
-        row["naive_frames_per_s"] = batch * args.frames / naive_s
+        row["naive_frames_per_s"] = time_naive(model, prompts, params, args.frames, STOP_ID)
         row["speedup_vs_naive"] = row["frames_per_s"] / row["naive_frames_per_s"]
     del model, engine
     if device.type == "cuda":

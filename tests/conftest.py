@@ -49,3 +49,15 @@ def tiny_corpus(tmp_path_factory) -> Path:
     from s2train.data.demo import build_demo_corpus
 
     return Path(build_demo_corpus(tmp_path_factory.mktemp("demo_corpus"), size="tiny", seed=0))
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread: tiny models are op-overhead bound, and extra intra-op threads only
+    spin-wait on a shared 2-core machine (measured >10x slower). Directories opt in with an autouse alias."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

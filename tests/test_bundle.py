@@ -12,12 +12,8 @@ from s2train.text import S2Tokenizer
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: extra intra-op threads only contend on the shared CPU cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Single-threaded tiny models (see tests/conftest.py::one_thread)."""
 
 
 @pytest.fixture(scope="module")

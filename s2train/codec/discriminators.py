@@ -22,6 +22,11 @@ def _conv2d(
     return weight_norm(nn.Conv2d(cin, cout, k, stride=s, dilation=d, padding=pad))
 
 
+def _stft(wav: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
+    """Complex STFT of `wav` [B, 1, S] with hop n_fft // 4 -> [B, F, T] (shared by the spectral discriminators)."""
+    return torch.stft(wav[:, 0], n_fft, n_fft // 4, window=window, return_complex=True, pad_mode="constant")
+
+
 class _Conv2dStack(nn.Module):
     """Shared body: 2D convs with leaky ReLU, the last one a 1-channel logit map."""
 
@@ -84,14 +89,7 @@ class STFTMagnitudeDiscriminator(nn.Module):
         self.body = _Conv2dStack(layers, channels, (3, 3))
 
     def forward(self, wav: torch.Tensor) -> DiscOut:
-        spec = torch.stft(
-            wav[:, 0],
-            self.n_fft,
-            self.n_fft // 4,
-            window=self.window,
-            return_complex=True,
-            pad_mode="constant",
-        )
+        spec = _stft(wav, self.n_fft, self.window)
         mag = torch.log1p(spec.abs()).transpose(1, 2).unsqueeze(1)  # [B, 1, T, F]
         return self.body(mag)
 
@@ -115,14 +113,7 @@ class ComplexSTFTDiscriminator(nn.Module):
         self.body = _Conv2dStack(layers, channels, (3, 3))
 
     def forward(self, wav: torch.Tensor) -> DiscOut:
-        spec = torch.stft(
-            wav[:, 0],
-            self.n_fft,
-            self.n_fft // 4,
-            window=self.window,
-            return_complex=True,
-            pad_mode="constant",
-        )
+        spec = _stft(wav, self.n_fft, self.window)
         x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # [B, 2, T, F]
         return self.body(x)
 

@@ -7,7 +7,6 @@ inference path users run (`s2train.inference.TTS` / `InferenceEngine`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -83,11 +82,10 @@ def speed_benchmark(ckpt: str | Path, device: str = "cpu", batch_sizes: Sequence
     at B=1 the flat `rtf`, `frames_per_s` and (with `naive`) `speedup_vs_naive` of the cached path over a
     full-recompute decode.
     """
-    import torch
-
     from s2train.bundle import load_pretrained
     from s2train.codec import load_codec
-    from s2train.inference import InferenceEngine, SamplingParams, naive_generate
+    from s2train.inference import InferenceEngine, SamplingParams
+    from s2train.inference.benchmark import time_generation, time_naive
     from s2train.text import build_prompt
 
     model, tok, codec_dir = load_pretrained(resolve_bundle(ckpt), device=device)
@@ -101,23 +99,15 @@ def speed_benchmark(ckpt: str | Path, device: str = "cpu", batch_sizes: Sequence
     def run() -> dict[str, float]:
         out: dict[str, float] = {"frame_rate": frame_rate}
         for b in batch_sizes:
-            engine = InferenceEngine(model, stop, mode=mode)
-            prompts = [prompt] * b
-            engine.generate(prompts, params, 4, seed=0, min_frames=4)  # warm-up
-            res = engine.generate(prompts, params, frames, seed=0, min_frames=frames)
-            dec, pre, n = res.stats["decode_s"], res.stats["prefill_s"], res.stats["frames"]
-            out[f"b{b}/frames_per_s"] = b * n / dec
-            out[f"b{b}/ms_per_frame"] = 1000 * dec / n
-            out[f"b{b}/prefill_ms"] = 1000 * pre
-            out[f"b{b}/rtf"] = (dec + pre) / (n / frame_rate)
+            t = time_generation(
+                InferenceEngine(model, stop, mode=mode), [prompt] * b, params, frames, frame_rate
+            )
+            for key in ("frames_per_s", "ms_per_frame", "prefill_ms", "rtf"):
+                out[f"b{b}/{key}"] = t[key]
         first = batch_sizes[0]
         out["rtf"], out["frames_per_s"] = out[f"b{first}/rtf"], out[f"b{first}/frames_per_s"]
         if naive:
-            t0 = time.perf_counter()
-            naive_generate(model, [prompt], params, frames, seed=0, stop_token_id=stop, min_frames=frames)
-            if str(device).startswith("cuda"):
-                torch.cuda.synchronize()
-            out["naive_frames_per_s"] = frames / (time.perf_counter() - t0)
+            out["naive_frames_per_s"] = time_naive(model, [prompt], params, frames, stop)
             out["speedup_vs_naive"] = (
                 out["b1/frames_per_s"] / out["naive_frames_per_s"] if 1 in batch_sizes else float("nan")
             )

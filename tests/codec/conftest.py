@@ -28,9 +28,5 @@ def tiny_codec(tiny_cfg):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core box run >10x faster single-threaded (no spin-wait contention)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Single-threaded tiny models (see tests/conftest.py::one_thread)."""

@@ -42,9 +42,5 @@ def stopping_model(tiny_cfg):
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models are op-overhead bound; extra threads only spin on this shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Single-threaded tiny models (see tests/conftest.py::one_thread)."""

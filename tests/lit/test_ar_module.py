@@ -14,12 +14,8 @@ from s2train.lit.schedules import warmup_cosine, warmup_stable_decay
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: extra intra-op threads only contend on the shared CPU cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Single-threaded tiny models (see tests/conftest.py::one_thread)."""
 
 
 TINY = dict(dim=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, ffn_dim=64, num_codebooks=4,

@@ -20,12 +20,8 @@ from s2train.lit.lora import (
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: extra intra-op threads only contend on the shared CPU cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Single-threaded tiny models (see tests/conftest.py::one_thread)."""
 
 
 CFG = dict(vocab_size=80, semantic_start=16, num_semantic=64, dim=32, n_heads=2, n_kv_heads=1, ffn_dim=64,

@@ -134,12 +134,8 @@ def tiny_codec_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on the shared 2-core box run much faster single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Single-threaded tiny models (see tests/conftest.py::one_thread)."""
 
 
 class LossRecorder(Callback):
