@@ -109,6 +109,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     _check_missing(cfg)
 
     pl.seed_everything(cfg.seed, workers=True)
+    if cfg.get("float32_matmul_precision"):
+        import torch
+
+        torch.set_float32_matmul_precision(str(cfg.float32_matmul_precision))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "resolved_config.yaml", resolve=True)

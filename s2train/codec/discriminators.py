@@ -24,7 +24,9 @@ def _conv2d(
 
 def _stft(wav: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
     """Complex STFT of `wav` [B, 1, S] with hop n_fft // 4 -> [B, F, T] (shared by the spectral discriminators)."""
-    return torch.stft(wav[:, 0], n_fft, n_fft // 4, window=window, return_complex=True, pad_mode="constant")
+    # float32: cuFFT has no bf16 kernels, and under bf16 autocast the generator's output arrives as bf16
+    x = wav[:, 0].float()
+    return torch.stft(x, n_fft, n_fft // 4, window=window.float(), return_complex=True, pad_mode="constant")
 
 
 class _Conv2dStack(nn.Module):
