@@ -5,6 +5,8 @@
 - `NonFiniteGuard`: a NaN/Inf loss or gradient skips that optimizer step and is counted; after
   `max_consecutive` bad steps in a row the run saves the last good state and stops with a clear error.
 - `LossCurvePlot`: writes `loss_curves.png` (train/val losses against step) into the run directory.
+- `DiscriminatorStartTimer`: for time-boxed codec runs (`trainer.max_time`), ends the codec's mel-only warm-up
+  after a wall-clock budget instead of a step count (the step rate of a new machine is not known in advance).
 - `RNGStateCallback`: stores the torch / numpy / python RNG states in every checkpoint, so random draws in a
   step (quantizer dropout, dropout, reference sampling) continue exactly after a resume.
 """
@@ -147,6 +149,59 @@ class LossCurvePlot(Callback):
         plt.close(fig)
         log.info("loss curves written to %s", path)
         return path
+
+
+class DiscriminatorStartTimer(Callback):
+    """Switch the codec's discriminators on after `seconds` of training (wall clock, counted from fit start).
+
+    Sets the module's ``mel_warmup_steps`` to the current batch count. The switch step is saved in checkpoints
+    (callback state), so a resumed run keeps the discriminators on from that step. Works with any module that has ``hparams.mel_warmup_steps`` and a ``train_step`` counter
+    (:class:`s2train.lit.codec.CodecLitModule`).
+    """
+
+    def __init__(self, seconds: float, check_every: int = 10) -> None:
+        if seconds < 0 or check_every < 1:
+            raise ValueError(
+                f"DiscriminatorStartTimer: need seconds >= 0 and check_every >= 1, got {seconds}, {check_every}"
+            )
+        self.seconds = float(seconds)
+        self.check_every = int(check_every)
+        self._t0: float | None = None
+        self.switched_at: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import time
+
+        self._t0 = time.monotonic()
+        if not hasattr(pl_module.hparams, "mel_warmup_steps") or not hasattr(pl_module, "train_step"):
+            raise TypeError(
+                f"DiscriminatorStartTimer needs a codec module with mel_warmup_steps; got {type(pl_module).__name__}"
+            )
+        if self.switched_at is not None:  # restored from a checkpoint
+            pl_module.hparams.mel_warmup_steps = min(pl_module.hparams.mel_warmup_steps, self.switched_at)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"switched_at": self.switched_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.switched_at = state_dict.get("switched_at")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import time
+
+        if self.switched_at is not None or self._t0 is None:
+            return
+        step = int(pl_module.train_step)
+        if step >= pl_module.hparams.mel_warmup_steps:  # already on (step-based warm-up or a resumed run)
+            self.switched_at = int(pl_module.hparams.mel_warmup_steps)
+            return
+        if step % self.check_every:
+            return
+        # Every rank asks at the same batches and follows rank 0's clock, so DDP ranks switch together.
+        if trainer.strategy.broadcast(time.monotonic() - self._t0 >= self.seconds, src=0):
+            pl_module.hparams.mel_warmup_steps = step
+            self.switched_at = step
+            log.info("discriminators on at batch %d (after %.0f s of mel-only warm-up)", step, self.seconds)
 
 
 class RNGStateCallback(Callback):

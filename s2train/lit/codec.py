@@ -42,6 +42,9 @@ class CodecLitModule(pl.LightningModule):
         grad_clip, disc_grad_clip: max grad norms.
         sample_every_n_steps: log audio samples every this many batches (0 disables).
         num_samples: how many batch items to log as audio.
+        init_from: a codec folder (``save_codec`` / a previous run's ``export``) whose generator weights start
+            this run (continue training on a new machine, or fine-tune on new data); the discriminators and
+            optimizers start fresh. Its config must match ``codec`` (a mismatch is a clear error).
     """
 
     def __init__(
@@ -66,14 +69,29 @@ class CodecLitModule(pl.LightningModule):
         disc_grad_clip: float = 10.0,
         sample_every_n_steps: int = 1000,
         num_samples: int = 2,
+        init_from: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.codec = build_codec(codec)
+        if init_from:
+            self._init_generator(str(init_from))
         self.disc = CodecDiscriminator(**(discriminator or {}))
         self.mel_loss = MultiScaleMelLoss(self.codec.sample_rate, **(mel or {}))
         self.register_buffer("_train_step", torch.zeros((), dtype=torch.long))
+
+    def _init_generator(self, path: str) -> None:
+        from s2train.codec import load_codec
+
+        src = load_codec(path)
+        if getattr(src, "config", None) != getattr(self.codec, "config", None):
+            raise ValueError(
+                f"init_from={path}: its codec config {getattr(src, 'config', None)} differs from the run's codec "
+                f"config {getattr(self.codec, 'config', None)}; pass the matching codec=... preset"
+            )
+        self.codec.load_state_dict(src.state_dict(), strict=True)
+        log.info("codec generator initialized from %s", path)
 
     @property
     def train_step(self) -> int:

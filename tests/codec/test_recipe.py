@@ -3,6 +3,7 @@
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from s2train.codec import load_codec
 
@@ -49,3 +50,28 @@ def test_train_entry_runs_and_exports(compose_train, tiny_corpus, tmp_path):
     assert "train/loss_disc" in metrics  # discriminators switched on after one warm-up batch
     codec = load_codec(tmp_path / "export")
     assert codec.num_codebooks == 4
+
+
+def test_init_from_loads_generator_and_rejects_other_configs(compose_train, tmp_path):
+    from hydra.utils import instantiate
+
+    from s2train.codec import build_codec, save_codec
+
+    cfg = compose_train("recipe=codec", "codec=tiny")
+    src = build_codec(OmegaConf.to_container(cfg.codec, resolve=True))
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.01)
+    save_codec(src, tmp_path / "src")
+    module = instantiate(cfg.module, init_from=str(tmp_path / "src"), _convert_="partial")
+    for (name, a), b in zip(module.codec.state_dict().items(), src.state_dict().values()):
+        assert torch.equal(a, b), name
+
+    other = OmegaConf.to_container(cfg.codec, resolve=True) | {"latent_dim": cfg.codec.latent_dim * 2}
+    save_codec(build_codec(other), tmp_path / "other")
+    from s2train.lit.codec import CodecLitModule
+
+    with pytest.raises(ValueError, match="differs from the run's codec config"):
+        CodecLitModule(
+            codec=OmegaConf.to_container(cfg.codec, resolve=True), init_from=str(tmp_path / "other")
+        )

@@ -97,3 +97,50 @@ def test_loss_plot_written(tmp_path):
     trainer.log_every_n_steps = 1
     trainer.fit(Toy(), _loader())
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000
+
+
+class _WarmupToy(Toy):
+    """Toy with the codec module's warm-up interface: hparams.mel_warmup_steps and a train_step counter."""
+
+    def __init__(self, mel_warmup_steps: int):
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_step = 0
+        self.disc_on: list[bool] = []
+
+    def training_step(self, batch, idx):
+        self.disc_on.append(self.train_step >= self.hparams.mel_warmup_steps)
+        self.train_step += 1
+        return super().training_step(batch, idx)
+
+
+def test_discriminator_timer_switches_once_and_survives_a_checkpoint(tmp_path):
+    from s2train.lit.callbacks import DiscriminatorStartTimer
+
+    timer = DiscriminatorStartTimer(seconds=0.0, check_every=3)
+    model = _WarmupToy(mel_warmup_steps=10_000)
+    _trainer(tmp_path, [timer], 8).fit(model, _loader())
+    # first check at batch 0 with a zero budget: on from the first batch, and recorded in the hparams
+    assert timer.switched_at == 0 and model.hparams.mel_warmup_steps == 0
+    assert all(model.disc_on)
+
+    never = DiscriminatorStartTimer(seconds=3600.0)
+    model = _WarmupToy(mel_warmup_steps=10_000)
+    _trainer(tmp_path, [never], 8).fit(model, _loader())
+    assert never.switched_at is None and not any(model.disc_on)
+
+    # a resumed run restores the switch step from the callback state
+    restored = DiscriminatorStartTimer(seconds=3600.0)
+    restored.load_state_dict(timer.state_dict())
+    model = _WarmupToy(mel_warmup_steps=10_000)
+    _trainer(tmp_path, [restored], 4).fit(model, _loader())
+    assert model.hparams.mel_warmup_steps == 0 and all(model.disc_on)
+
+
+def test_discriminator_timer_rejects_modules_without_warmup(tmp_path):
+    from s2train.lit.callbacks import DiscriminatorStartTimer
+
+    with pytest.raises(TypeError, match="mel_warmup_steps"):
+        _trainer(tmp_path, [DiscriminatorStartTimer(1.0)], 2).fit(Toy(), _loader())
+    with pytest.raises(ValueError, match="seconds"):
+        DiscriminatorStartTimer(-1.0)
