@@ -360,11 +360,11 @@ def evaluate_from_config(
     Args:
         cfg: the composed eval config. The suite settings are read from ``cfg.eval`` (``configs/suite/*.yaml``),
             else ``cfg.suite`` when it is a mapping, else ``cfg`` itself. Top-level keys used: ``compare``
-            (list of result dirs -> :func:`s2train.eval.compare.compare_runs`), ``ckpt``, ``codec``,
+            (list of result dirs -> :func:`s2train.eval.compare.compare_runs`), ``ckpt``, ``codec_dir``,
             ``seed``, ``paths.output_dir``.
         generate_fn: overrides generation. Otherwise: ``generator._target_`` in the suite config is
             instantiated with ``ckpt=cfg.ckpt`` and must return a generate_fn; for ``codec`` a codec dir
-            (``cfg.codec``) gives :func:`codec_resynthesis_fn`; with neither and no ``ckpt`` the
+            (``cfg.codec_dir``) gives :func:`codec_resynthesis_fn`; with neither and no ``ckpt`` the
             ground-truth audio is scored (the ceiling run).
         benchmark_fn: for ``speed``; otherwise ``benchmark._target_`` is instantiated with ``ckpt``.
 
@@ -402,10 +402,10 @@ def evaluate_from_config(
             from hydra.utils import instantiate
 
             generate_fn = instantiate(suite_cfg["generator"], ckpt=ckpt)
-        elif name == "codec" and cfg.get("codec"):
+        elif name == "codec" and cfg.get("codec_dir"):
             from s2train.codec import load_codec
 
-            generate_fn = codec_resynthesis_fn(load_codec(cfg["codec"]), suite_cfg.get("device", "cpu"))
+            generate_fn = codec_resynthesis_fn(load_codec(cfg["codec_dir"]), suite_cfg.get("device", "cpu"))
         elif ckpt:
             raise ValueError(
                 f"ckpt={ckpt!r} given but no generator configured: set eval.generator._target_ to a "
