@@ -43,6 +43,11 @@ class DualARConfig:
     fast_head_dim: int = 16
     fast_ffn_dim: int = 192
     dropout: float = 0.0
+    # Per-head q/k RMSNorm in the slow / fast attention (released S2 Pro: slow yes, fast no), and a bias on the
+    # fast AR's input projection when fast_dim != dim (upstream's project_in has one).
+    qk_norm: bool = True
+    fast_qk_norm: bool = True
+    fast_input_bias: bool = False
     # S2 trained with cos/sin tables rounded to bf16; fp32 tables change the numerics of released weights.
     rope_bf16_tables: bool = True
 

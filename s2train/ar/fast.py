@@ -22,7 +22,9 @@ class FastAR(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.input_proj = (
-            nn.Identity() if cfg.fast_dim == cfg.dim else nn.Linear(cfg.dim, cfg.fast_dim, bias=False)
+            nn.Identity()
+            if cfg.fast_dim == cfg.dim
+            else nn.Linear(cfg.dim, cfg.fast_dim, bias=cfg.fast_input_bias)
         )
         self.code_emb = nn.Embedding(cfg.codebook_size, cfg.fast_dim)
         self.layers = nn.ModuleList(
@@ -34,6 +36,7 @@ class FastAR(nn.Module):
                 cfg.fast_ffn_dim,
                 cfg.norm_eps,
                 cfg.dropout,
+                cfg.fast_qk_norm,
             )  # fmt: skip
             for _ in range(cfg.fast_n_layers)
         )

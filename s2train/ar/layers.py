@@ -102,17 +102,25 @@ class KVLayerCache(Protocol):
 
 
 class Attention(nn.Module):
-    """Grouped-query self-attention with a fused q|k|v projection and per-head QK RMSNorm before RoPE."""
+    """Grouped-query self-attention with a fused q|k|v projection and per-head QK RMSNorm before RoPE
+    (``qk_norm=False``: no q/k norm, as in the released S2 Pro fast AR)."""
 
     def __init__(
-        self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, eps: float, dropout: float
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int,
+        head_dim: int,
+        eps: float,
+        dropout: float,
+        qk_norm: bool = True,
     ) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.qkv = nn.Linear(dim, (n_heads + 2 * n_kv_heads) * head_dim, bias=False)
         self.o = nn.Linear(n_heads * head_dim, dim, bias=False)
-        self.q_norm = RMSNorm(head_dim, eps)
-        self.k_norm = RMSNorm(head_dim, eps)
+        self.q_norm: nn.Module = RMSNorm(head_dim, eps) if qk_norm else nn.Identity()
+        self.k_norm: nn.Module = RMSNorm(head_dim, eps) if qk_norm else nn.Identity()
         self.dropout = dropout
 
     def forward(
@@ -175,11 +183,19 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(
-        self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, ffn_dim: int, eps: float, dropout: float
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int,
+        head_dim: int,
+        ffn_dim: int,
+        eps: float,
+        dropout: float,
+        qk_norm: bool = True,
     ) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(dim, eps)
-        self.attn = Attention(dim, n_heads, n_kv_heads, head_dim, eps, dropout)
+        self.attn = Attention(dim, n_heads, n_kv_heads, head_dim, eps, dropout, qk_norm)
         self.mlp_norm = RMSNorm(dim, eps)
         self.mlp = SwiGLU(dim, ffn_dim)
         self.dropout = dropout

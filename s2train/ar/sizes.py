@@ -24,6 +24,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_seq_len=32768, num_codebooks=10, codebook_size=4096,
         codebook_sizes=[4096] + [1024] * 9, semantic_start=151678, num_semantic=4096,
         fast_dim=2560, fast_n_layers=4, fast_n_heads=32, fast_n_kv_heads=8, fast_head_dim=128, fast_ffn_dim=9728,
+        fast_qk_norm=False,  # as released: QK-norm in the slow AR only
     ),
 }  # fmt: skip
 

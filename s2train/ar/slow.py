@@ -23,7 +23,16 @@ class SlowAR(nn.Module):
         # One table for all codebooks; codebook k's rows start at k * codebook_size (the released layout).
         self.codebook_emb = nn.Embedding(cfg.num_codebooks * cfg.codebook_size, cfg.dim)
         self.layers = nn.ModuleList(
-            Block(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.norm_eps, cfg.dropout)
+            Block(
+                cfg.dim,
+                cfg.n_heads,
+                cfg.n_kv_heads,
+                cfg.head_dim,
+                cfg.ffn_dim,
+                cfg.norm_eps,
+                cfg.dropout,
+                cfg.qk_norm,
+            )  # fmt: skip
             for _ in range(cfg.n_layers)
         )
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)

@@ -507,3 +507,26 @@ def test_recipe_loaders_accept_a_released_directory(mini):
     tokens, codes, audio = batch()
     with torch.no_grad():
         assert torch.equal(fresh(tokens, codes, audio).logits, ref(tokens, codes, audio).logits)
+
+
+@pytest.mark.parametrize("fast_dim", [32, 16])
+def test_imported_model_round_trips_through_an_s2train_bundle(tmp_path, fast_dim):
+    """The released layout (no fast QK-norm, biased fast input projection) is a DualARConfig, so a fine-tuned
+    S2 Pro saved as an s2train bundle reloads through load_pretrained with the same weights and logits."""
+    from s2train.bundle import export_bundle, load_pretrained
+
+    raw = mini_config(fast_dim=fast_dim)
+    d = write_checkpoint(tmp_path / "s2-mini", raw, upstream_tensors(raw))
+    model, cfg, _ = import_s2pro(d)
+    assert (cfg.qk_norm, cfg.fast_qk_norm, cfg.fast_input_bias) == (True, False, fast_dim != 32)
+    fresh = DualAR(cfg)  # the config alone builds the released structure, without adapt_model
+    assert fresh.state_dict().keys() == model.state_dict().keys()
+    tok = S2Tokenizer.load(write_tokenizer(tmp_path / "tok"))
+    out = export_bundle(model.float(), cfg, tok, None, tmp_path / "bundle")
+    back, _, _ = load_pretrained(out)
+    sd, sd2 = model.state_dict(), back.state_dict()
+    assert sd.keys() == sd2.keys() and all(torch.equal(sd[k], sd2[k].to(sd[k].dtype)) for k in sd)
+    tokens, codes, audio = batch()
+    with torch.no_grad():
+        a, b = model(tokens, codes, audio).logits, back.float()(tokens, codes, audio).logits
+    assert torch.equal(a, b)
