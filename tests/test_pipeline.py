@@ -90,6 +90,29 @@ def test_recipe_from_pretrained_bundle(chain, recipe, tmp_path):
     assert metrics["train/loss"] > 0
 
 
+def test_validate_only_scores_the_initial_weights_without_training(chain, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    args = [
+        "recipe=finetune",
+        f"init_from={chain['base']}",
+        f"data.dataset_dir={chain['codes']}",
+        f"data.tokenizer_dir={chain['tok']}",
+        "data.batch_size=4",
+        "model.max_seq_len=8192",  # as in the chain: the tiny codec's frames are long
+        "++trainer.limit_val_batches=2",
+        f"export_dir={tmp_path / 'export'}",
+    ]
+    before = load_file(str(chain["base"] / "model.safetensors"))
+    a = _train(tmp_path / "a", *args, "validate_only=true")
+    b = _train(tmp_path / "b", *args, "validate_only=true")
+    assert a["val/loss"] > 0 and a == b  # the same weights and batches: the same numbers
+    assert not (tmp_path / "export").exists()  # nothing trained, nothing exported
+    after = load_file(str(chain["base"] / "model.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_finetune_requires_init_from(chain, tmp_path):
     from s2train.entry import ConfigError
 
