@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -128,21 +129,33 @@ class LossCurvePlot(Callback):
             return
         self.plot(self.out_dir / self.filename)
 
+    def panels(self) -> list[tuple[str, list[str]]]:
+        """Panels of the figure: the total and per-part losses, then per-codebook losses (`*_cb<k>`), if any."""
+        per_cb = sorted(k for k in self.history if re.search(r"_cb\d+$", k))
+        main = sorted(k for k in self.history if k not in per_cb)
+        panels = [("losses", main)] if main else []
+        if per_cb:
+            panels.append(("per-codebook losses", per_cb))
+        return panels
+
     def plot(self, path: Path) -> Path:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for key in sorted(self.history):
-            steps, values = zip(*self.history[key])
-            ax.plot(steps, values, label=key, marker="." if key.startswith("val/") else None)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        groups = self.panels()
+        fig, axes = plt.subplots(1, len(groups), figsize=(8 * len(groups), 4.5), squeeze=False)
+        for ax, (title, keys) in zip(axes[0], groups):
+            for key in keys:
+                steps, values = zip(*self.history[key])
+                ax.plot(steps, values, label=key, marker="." if key.startswith("val/") else None)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("step")
+            ax.set_ylabel("loss")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)

@@ -97,6 +97,12 @@ def test_loss_plot_written(tmp_path):
     trainer.log_every_n_steps = 1
     trainer.fit(Toy(), _loader())
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000
+    assert plot.panels() == [("losses", ["train/loss"])]
+    plot.history["train/loss_cb0"] = [(1, 2.0), (2, 1.0)]
+    plot.history["val/loss_cb1"] = [(2, 3.0)]
+    assert [p for _, p in plot.panels()] == [["train/loss"], ["train/loss_cb0", "val/loss_cb1"]]
+    plot.plot(tmp_path / "two_panels.png")
+    assert (tmp_path / "two_panels.png").stat().st_size > 1000
 
 
 class _WarmupToy(Toy):
