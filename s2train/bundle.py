@@ -155,7 +155,12 @@ def load_pretrained(
     codec = doc.get("codec")
     codec_dir = None
     if codec:
-        codec_dir = d / codec["path"] if codec.get("copied") else Path(codec["path"])
+        # copied codecs and relative paths (e.g. "../codec" in a shipped bundle) are relative to the bundle
+        codec_dir = (
+            d / codec["path"]
+            if codec.get("copied") or not Path(codec["path"]).is_absolute()
+            else Path(codec["path"])
+        )
         if not codec_dir.exists():
             log.warning("bundle %s: codec dir %s not found", d, codec_dir)
     return model, tokenizer, codec_dir

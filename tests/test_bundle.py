@@ -67,3 +67,16 @@ def test_reference_codec_and_errors(tok, tmp_path):
         export_bundle(model, None, tok, tmp_path / "nope", tmp_path / "d")
     with pytest.raises(FileNotFoundError):
         load_pretrained(tmp_path / "missing")
+
+
+def test_relative_codec_path_resolves_against_the_bundle(tok, tmp_path):
+    """A shipped bundle names its codec relative to itself ("../codec"), so it works from any checkout."""
+    import json
+
+    codec = tmp_path / "ship" / "codec"
+    codec.mkdir(parents=True)
+    out = export_bundle(_model(tok), None, tok, codec, tmp_path / "ship" / "dualar")
+    doc = json.loads((out / "config.json").read_text())
+    doc["codec"] = {"path": "../codec", "copied": False}
+    (out / "config.json").write_text(json.dumps(doc))
+    assert load_pretrained(out)[2].resolve() == codec.resolve()
