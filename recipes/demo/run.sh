@@ -69,10 +69,11 @@ else
       trainer.val_check_interval=100 export_dir="$WORK/base"
 fi
 
-# 5. LoRA on the held-out speaker (all of its items; it was never seen in pre-training).
+# 5. LoRA on the held-out speaker (all of its items; it was never seen in pre-training), with the base
+#    model's own tokenizer (the shipped base has one trained on the large corpus).
 stage lora "$WORK/lora/config.json" \
   $PY train.py recipe=lora init_from="$WORK/base" "${MODEL_ARGS[@]}" "${COMMON[@]}" \
-    data.speakers="[$HELDOUT]" data.train_splits=[heldout] data.val_splits=[heldout] \
+    data.tokenizer_dir="$WORK/base/tokenizer" data.speakers="[$HELDOUT]" data.train_splits=[heldout] data.val_splits=[heldout] \
     trainer.max_steps="$LORA_STEPS" trainer.val_check_interval=null export_dir="$WORK/lora"
 
 # 6. GRPO from the base model (rewards: ASR intelligibility, speaker similarity, length/repetition).
