@@ -1,10 +1,13 @@
 """Dual-AR training throughput: optimizer steps on synthetic prompt batches, warm-up excluded.
 
 Runs the same path as training (build_prompt -> collate -> DualARLitModule forward/backward -> AdamW) and
-reports target frames/s and tokens/s (all positions, padding excluded).
+reports target frames/s and tokens/s (all positions, padding excluded), model TFLOP/s and, on a known CUDA
+card (or with --peak-tflops), the MFU (`s2train.ar.sizes.train_step_flops`; 6 x weights x positions +
+attention, the PaLM convention).
 
     python scripts/bench_train.py --size demo --batch-size 4 --frames 150 --steps 5 --warmup 2
     python scripts/bench_train.py --size demo --device cuda --dtype bf16 --batch-size 16 --frames 400
+    python scripts/bench_train.py --size s2pro --device cuda --dtype bf16 --batch-size 1 --frames 400  # MFU
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import time
 
 import torch
 
-from s2train.ar.sizes import PRESETS
+from s2train.ar.config import DualARConfig
+from s2train.ar.sizes import PEAK_BF16_TFLOPS, PRESETS, train_step_flops
 from s2train.data.codes import collate_prompts
 from s2train.lit.ar import DualARLitModule
 from s2train.text import Reference, S2Tokenizer, build_prompt
@@ -52,12 +56,25 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a model size field, e.g. --set n_layers=8 (an s2pro-wide slow AR that fits one GPU with AdamW)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--peak-tflops", type=float, default=None,
+        help="peak TFLOP/s for MFU (default: the dense bf16 peak of a known CUDA card; none on CPU)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    spec = PRESETS[args.size]
+    spec = dict(PRESETS[args.size])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in spec and key not in DualARConfig.__dataclass_fields__:
+            raise SystemExit(f"--set {item}: unknown model field {key!r}")
+        spec[key] = type(spec[key])(value) if key in spec and spec[key] is not None else int(value)
     k, cb = spec["num_codebooks"], spec["codebook_size"]
     num_semantic = spec.get("num_semantic") or cb
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     result = {
-        "size": args.size,
+        "size": args.size + "".join(f",{x}" for x in args.set),
         "params_M": round(module.model.num_params() / 1e6, 2),
         "device": str(device),
         "dtype": args.dtype,
@@ -108,6 +125,16 @@ def main(argv: list[str] | None = None) -> dict:
         "loss_first": round(losses[0], 3),
         "loss_last": round(losses[-1], 3),
     }
+    flops = train_step_flops(module.model.config, batch["lengths"].tolist(), n_frames)
+    peak = args.peak_tflops
+    if peak is None and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for key, v in PEAK_BF16_TFLOPS.items() if key in name), None)
+    achieved = flops["total"] * args.steps / dt / 1e12
+    result["model_tflops_per_step"] = round(flops["total"] / 1e12, 4)
+    result["slow_share"] = round(flops["slow"] / flops["total"], 3)
+    result["achieved_tflops"] = round(achieved, 3)
+    result["mfu"] = round(achieved / peak, 4) if peak else None
     print(json.dumps(result))
     return result
 

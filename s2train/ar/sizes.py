@@ -63,3 +63,42 @@ def weight_bytes_per_frame(cfg: DualARConfig, bytes_per_param: int = 2) -> int:
     fast_once = counts["fast"] - cfg.codebook_size * cfg.fast_dim  # embedding rows are gathered, not streamed
     slow_emb_rows = (1 + cfg.num_codebooks) * cfg.dim
     return bytes_per_param * (slow_blocks + head_rows + slow_emb_rows + fast_once * (cfg.num_codebooks - 1))
+
+
+def train_step_flops(cfg: DualARConfig, seq_lens: list[int], frames: int) -> dict[str, float]:
+    """Model FLOPs of one training step (forward + backward), for MFU.
+
+    Matmul FLOPs are 6 x (matmul weights) x (positions) (2 forward, 4 backward); attention adds
+    12 x layers x heads x head_dim x L per position of a sequence of length L (QK^T and AV, causal masking not
+    discounted, the PaLM convention; padding not counted). The slow AR runs over the sequences `seq_lens`
+    (its output head at every position); the fast AR over `frames` frames x K positions. Embedding lookups
+    are not FLOPs.
+
+    Returns:
+        {"slow": ..., "fast": ..., "total": ...} FLOPs.
+    """
+
+    def block(dim: int, heads: int, kv: int, hd: int, ffn: int) -> int:
+        return dim * (heads + 2 * kv) * hd + heads * hd * dim + 3 * dim * ffn
+
+    slow_w = cfg.n_layers * block(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim)
+    slow_w += cfg.dim * cfg.vocab_size  # output head (a matmul also when tied)
+    tokens, squares = sum(seq_lens), sum(n * n for n in seq_lens)
+    slow = 6 * slow_w * tokens + 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * squares
+    k = cfg.num_codebooks
+    fast_w = (
+        cfg.fast_n_layers
+        * block(cfg.fast_dim, cfg.fast_n_heads, cfg.fast_n_kv_heads, cfg.fast_head_dim, cfg.fast_ffn_dim)
+        + cfg.fast_dim * cfg.codebook_size
+    )
+    if cfg.fast_dim != cfg.dim:
+        fast_w += cfg.dim * cfg.fast_dim
+    positions = frames * k
+    fast = (
+        6 * fast_w * positions + 12 * cfg.fast_n_layers * cfg.fast_n_heads * cfg.fast_head_dim * k * positions
+    )
+    return {"slow": float(slow), "fast": float(fast), "total": float(slow + fast)}
+
+
+# Dense bf16 tensor-core peaks (TFLOP/s) for MFU, by a substring of torch.cuda.get_device_name().
+PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "4090": 165.2}
