@@ -23,4 +23,7 @@ def test_demo_pipeline_tiny_runs_every_stage_and_resumes(tmp_path):
         assert 0.0 <= metrics["eval/wer"] <= 5.0
     assert (work / "eval" / "compare" / "compare.md").exists()
     again = subprocess.run(["bash", "recipes/demo/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("done already") >= 9
+    ran = run.stdout.count(" s -> ")  # "[demo] stage NAME: 12 s -> OUTPUT" per stage that ran
+    # prepare, encode, pretrain, lora, grpo, 3 evals (+ codec when no shipped codec is linked)
+    assert ran >= 8, run.stdout[-3000:]
+    assert again.returncode == 0 and again.stdout.count("done already") == ran, again.stdout[-3000:]

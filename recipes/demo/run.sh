@@ -60,8 +60,8 @@ fi
 stage encode "$WORK/demo/codes/summary.json" \
   $PY -m s2train.data.encode codec="$WORK/codec" manifest="$WORK/demo/manifest.jsonl" out="$WORK/demo/codes"
 
-# 4. Base Dual-AR: shipped, or pre-trained here.
-if [[ "$FULL" != 1 && -f "$SHIPPED/dualar/config.json" ]]; then
+# 4. Base Dual-AR: shipped (it is demo-sized: MODEL=demo only), or pre-trained here.
+if [[ "$FULL" != 1 && "$MODEL" == demo && -f "$SHIPPED/dualar/config.json" ]]; then
   ln -sfn "$(realpath "$SHIPPED/dualar")" "$WORK/base"
 else
   stage pretrain "$WORK/base/config.json" \
