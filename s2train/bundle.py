@@ -155,12 +155,9 @@ def load_pretrained(
     codec = doc.get("codec")
     codec_dir = None
     if codec:
-        # copied codecs and relative paths (e.g. "../codec" in a shipped bundle) are relative to the bundle
-        codec_dir = (
-            d / codec["path"]
-            if codec.get("copied") or not Path(codec["path"]).is_absolute()
-            else Path(codec["path"])
-        )
+        # copied codecs and relative paths (e.g. "../codec" in a shipped bundle) resolve against the bundle;
+        # an absolute path stays as it is (pathlib's `/` keeps an absolute right-hand side)
+        codec_dir = d / codec["path"]
         if not codec_dir.exists():
             log.warning("bundle %s: codec dir %s not found", d, codec_dir)
     return model, tokenizer, codec_dir

@@ -125,15 +125,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
-    if cfg.get("validate_only"):
-        try:
-            results = trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        finally:
-            _close_loggers()
-        metrics = {k: float(v) for r in results for k, v in r.items()}
-        log.info("validation metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
-        return metrics
     try:
+        if cfg.get("validate_only"):
+            results = trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            metrics = {k: float(v) for r in results for k, v in r.items()}
+            log.info("validation metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
+            return metrics
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         if hasattr(module, "export") and trainer.is_global_zero and not trainer.fast_dev_run:
             export_dir = Path(cfg.get("export_dir") or out_dir / "export")

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import torch
+import yaml
 
 from s2train.ar.config import DualARConfig
 from s2train.ar.sizes import PEAK_BF16_TFLOPS, PRESETS, train_step_flops
@@ -72,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
     spec = dict(PRESETS[args.size])
     for item in args.set:
         key, _, value = item.partition("=")
-        if key not in spec and key not in DualARConfig.__dataclass_fields__:
+        if key not in DualARConfig.__dataclass_fields__:
             raise SystemExit(f"--set {item}: unknown model field {key!r}")
-        spec[key] = type(spec[key])(value) if key in spec and spec[key] is not None else int(value)
+        spec[key] = yaml.safe_load(value)
     k, cb = spec["num_codebooks"], spec["codebook_size"]
     num_semantic = spec.get("num_semantic") or cb
     with tempfile.TemporaryDirectory() as tmp:

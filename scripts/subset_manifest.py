@@ -9,10 +9,11 @@ the shipped demo codec, see docs/checkpoints.md):
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 from pathlib import Path
+
+from s2train.data.manifest import read_manifest, write_manifest
 
 
 def main() -> None:
@@ -25,28 +26,26 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    src = args.manifest.parent
-    rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["split"] in args.splits]
-    if not rows:
+    items = [it for it in read_manifest(args.manifest) if it.split in args.splits]  # absolute paths
+    if not items:
         raise SystemExit(f"no items of splits {args.splits} in {args.manifest}")
-    random.Random(args.seed).shuffle(rows)
-    val = [r for r in rows if r["split"] == "val"][: args.val_items]
-    rest = [r for r in rows if r["split"] != "val"]
+    random.Random(args.seed).shuffle(items)
+    val = [it for it in items if it.split == "val"][: args.val_items]
+    rest = [it for it in items if it.split != "val"]
     budget, picked = args.max_mb * 1e6, []
-    for r in val + rest:
-        size = (src / r["path"]).stat().st_size
+    for it in val + rest:
+        size = Path(it.path).stat().st_size
         if size > budget:
             break
         budget -= size
-        picked.append(r)
+        picked.append(it)
     (args.out / "wavs").mkdir(parents=True, exist_ok=True)
-    for r in picked:
-        shutil.copy2(src / r["path"], args.out / r["path"])
-    with open(args.out / "manifest.jsonl", "w") as f:
-        for r in picked:
-            f.write(json.dumps(r, sort_keys=True) + "\n")
-    hours = sum(r["duration"] for r in picked) / 3600
+    for it in picked:
+        dst = args.out / "wavs" / Path(it.path).name
+        shutil.copy2(it.path, dst)
+        it.path = str(dst)
+    write_manifest(picked, args.out / "manifest.jsonl")  # paths relative to the new folder
+    hours = sum(it.duration for it in picked) / 3600
     print(f"{len(picked)} items ({hours:.2f} h, {args.max_mb - budget / 1e6:.1f} MB) -> {args.out}")
 
 

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -168,8 +169,8 @@ class DiscriminatorStartTimer(Callback):
     """Switch the codec's discriminators on after `seconds` of training (wall clock, counted from fit start).
 
     Sets the module's ``mel_warmup_steps`` to the current batch count. The switch step is saved in checkpoints
-    (callback state), so a resumed run keeps the discriminators on from that step. Works with any module that has ``hparams.mel_warmup_steps`` and a ``train_step`` counter
-    (:class:`s2train.lit.codec.CodecLitModule`).
+    (callback state), so a resumed run keeps the discriminators on from that step. Works with any module that
+    has ``hparams.mel_warmup_steps`` and a ``train_step`` counter (:class:`s2train.lit.codec.CodecLitModule`).
     """
 
     def __init__(self, seconds: float, check_every: int = 10) -> None:
@@ -183,8 +184,6 @@ class DiscriminatorStartTimer(Callback):
         self.switched_at: int | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        import time
-
         self._t0 = time.monotonic()
         if not hasattr(pl_module.hparams, "mel_warmup_steps") or not hasattr(pl_module, "train_step"):
             raise TypeError(
@@ -200,8 +199,6 @@ class DiscriminatorStartTimer(Callback):
         self.switched_at = state_dict.get("switched_at")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        import time
-
         if self.switched_at is not None or self._t0 is None:
             return
         step = int(pl_module.train_step)

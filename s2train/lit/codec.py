@@ -85,10 +85,10 @@ class CodecLitModule(pl.LightningModule):
         from s2train.codec import load_codec
 
         src = load_codec(path)
-        if getattr(src, "config", None) != getattr(self.codec, "config", None):
+        if src.config != self.codec.config:
             raise ValueError(
-                f"init_from={path}: its codec config {getattr(src, 'config', None)} differs from the run's codec "
-                f"config {getattr(self.codec, 'config', None)}; pass the matching codec=... preset"
+                f"init_from={path}: its codec config {src.config} differs from the run's codec "
+                f"config {self.codec.config}; pass the matching codec=... preset"
             )
         self.codec.load_state_dict(src.state_dict(), strict=True)
         log.info("codec generator initialized from %s", path)
