@@ -1,9 +1,12 @@
 import pytest
 import torch
 
-from s2train.ar import DualAR, preset
+from s2train.ar import DualAR
 
-VOCAB, SEM_START, NUM_SEM, STOP = 120, 40, 64, 3
+# the tiny model and its token layout are the Dual-AR tests' (one definition, re-exported as fixtures here)
+from tests.ar.conftest import NUM_SEM, SEM_START, VOCAB, tiny_cfg, tiny_model  # noqa: F401
+
+STOP = 3
 
 
 def make_prompt(n: int, seed: int, k: int = 4, system_end: int | None = None):
@@ -21,18 +24,7 @@ def make_prompt(n: int, seed: int, k: int = 4, system_end: int | None = None):
 
 
 @pytest.fixture
-def tiny_cfg():
-    return preset("tiny", vocab_size=VOCAB, semantic_start=SEM_START, num_semantic=NUM_SEM)
-
-
-@pytest.fixture
-def tiny_model(tiny_cfg):
-    torch.manual_seed(0)
-    return DualAR(tiny_cfg).eval()
-
-
-@pytest.fixture
-def stopping_model(tiny_cfg):
+def stopping_model(tiny_cfg):  # noqa: F811 (the fixture imported above)
     """A tiny model whose <|im_end|> logit is large enough to win greedily now and then."""
     torch.manual_seed(1)
     m = DualAR(tiny_cfg).eval()
