@@ -79,8 +79,9 @@ def to_plain(obj):
 
 def _registry() -> dict[str, type[Codec]]:
     from s2train.codec.model import DACStyleCodec
+    from s2train.codec.upstream import UpstreamDACCodec
 
-    return {"DACStyleCodec": DACStyleCodec}
+    return {"DACStyleCodec": DACStyleCodec, "UpstreamDACCodec": UpstreamDACCodec}
 
 
 def build_codec(cfg: Mapping) -> Codec:
