@@ -51,6 +51,25 @@ class Codec(nn.Module, abc.ABC):
         """Entries per codebook; index 0 is the semantic codebook."""
 
     @property
+    def delay(self) -> int:
+        """Samples by which ``decode`` output lags the encoded input (0 for sample-aligned codecs)."""
+        return 0
+
+    def align(self, recon: torch.Tensor, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cut a reconstruction and its input ``[..., S]`` to the span where they correspond.
+
+        Drops the first ``delay`` samples of ``recon`` and the same number at the end of ``wav``, after
+        trimming ``recon`` to ``wav``'s length. Compare reconstructions with inputs only through this.
+        """
+        d = self.delay
+        recon = recon[..., : wav.shape[-1]]
+        if d == 0:
+            return recon, wav
+        if wav.shape[-1] <= d:
+            raise ValueError(f"audio of {wav.shape[-1]} samples is shorter than the codec delay {d}")
+        return recon[..., d:], wav[..., : wav.shape[-1] - d]
+
+    @property
     def num_codebooks(self) -> int:
         """Number of codebooks K."""
         return len(self.codebook_sizes)

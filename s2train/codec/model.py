@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ from s2train.codec.encoder import Decoder, Encoder
 from s2train.codec.interface import Codec, to_plain
 from s2train.codec.quantizer import ResidualVQ
 from s2train.codec.semantic import SemanticHead, build_teacher, distillation_loss, teacher_targets
+from s2train.codec.spectral import ISTFTDecoder, SpectralEncoder
 from s2train.codec.transformer import CausalTransformer
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,40 @@ class CodecOutput:
     semantic_loss: torch.Tensor | None
 
 
+def _build_ends(encoder_type, decoder_type, spectral, encoder_dim, decoder_dim, strides, extra, latent_dim):
+    """Encoder and decoder modules for the ``encoder_type`` / ``decoder_type`` pair (see the class doc)."""
+    kinds = {
+        "encoder_type": (encoder_type, ("conv", "spectral")),
+        "decoder_type": (decoder_type, ("conv", "istft")),
+    }
+    for key, (value, allowed) in kinds.items():
+        if value not in allowed:
+            raise ValueError(f"codec {key}={value!r}: expected one of {list(allowed)}")
+    sp = dict(spectral or {})
+    if (encoder_type == "spectral" or decoder_type == "istft") and not {"n_fft", "frame_hop", "dim"} <= set(
+        sp
+    ):
+        raise ValueError(
+            "codec encoder_type=spectral / decoder_type=istft need spectral: {n_fft, frame_hop, dim}"
+        )
+    fft = (sp.get("n_fft"), sp.get("frame_hop"), sp.get("dim"))
+    if encoder_type == "spectral":
+        encoder = SpectralEncoder(*fft, sp.get("encoder_blocks", 4), list(extra), latent_dim)
+    else:
+        encoder = Encoder(encoder_dim, list(strides), latent_dim, list(extra))
+    if decoder_type == "istft":
+        decoder = ISTFTDecoder(*fft, sp.get("decoder_blocks", 8), list(extra), latent_dim)
+        up = sp["frame_hop"] * math.prod(extra)
+    else:
+        decoder = Decoder(decoder_dim, list(strides), latent_dim, list(extra))
+        up = math.prod(strides) * math.prod(extra)
+    if up != encoder.hop_length:
+        raise ValueError(
+            f"codec decoder hop {up} != encoder hop {encoder.hop_length}; check strides/spectral"
+        )
+    return encoder, decoder
+
+
 class DACStyleCodec(Codec):
     """Causal DAC-style RVQ codec (see ``configs/codec/*.yaml`` for sizes).
 
@@ -54,6 +90,12 @@ class DACStyleCodec(Codec):
             placed before and after the quantizer.
         semantic: ``None`` or ``{"teacher": {"name": ..., **kwargs}}`` to add the distillation head on
             codebook 0 (see ``s2train.codec.semantic``).
+        encoder_type: ``"conv"`` (DAC-style, audio-rate convs) or ``"spectral"`` (``SpectralEncoder``).
+        decoder_type: ``"conv"`` (DAC-style, ends in tanh) or ``"istft"`` (``ISTFTDecoder``: output is
+            ``delay`` samples late, see ``s2train.codec.spectral``).
+        spectral: settings of the spectral ends, ``{n_fft, frame_hop, dim, encoder_blocks,
+            decoder_blocks}``; with them the hop is ``frame_hop * prod(extra_strides)`` and ``strides``,
+            ``encoder_dim`` and ``decoder_dim`` are unused.
     """
 
     def __init__(
@@ -70,15 +112,20 @@ class DACStyleCodec(Codec):
         dead_code_steps: int = 0,
         transformer: dict | None = None,
         semantic: dict | None = None,
+        encoder_type: str = "conv",
+        decoder_type: str = "conv",
+        spectral: dict | None = None,
     ):
         super().__init__()
         self.config = to_plain(dict(locals()))
         for k in ("self", "__class__"):
             self.config.pop(k, None)
         self._sample_rate = int(sample_rate)
-        self.encoder = Encoder(encoder_dim, list(strides), latent_dim, list(extra_strides))
-        self.decoder = Decoder(decoder_dim, list(strides), latent_dim, list(extra_strides))
+        self.encoder, self.decoder = _build_ends(
+            encoder_type, decoder_type, spectral, encoder_dim, decoder_dim, strides, extra_strides, latent_dim
+        )
         self._hop = self.encoder.hop_length
+        self._delay = int(getattr(self.decoder, "delay", 0))
         if transformer:
             t = dict(transformer)
             kw = dict(num_heads=t.get("heads", 8), window=t.get("window", 128), ff_mult=t.get("ff_mult", 4))
@@ -107,6 +154,10 @@ class DACStyleCodec(Codec):
     @property
     def codebook_sizes(self) -> list[int]:
         return list(self.quantizer.codebook_sizes)
+
+    @property
+    def delay(self) -> int:
+        return self._delay
 
     @property
     def teacher(self):
@@ -184,7 +235,7 @@ class DACStyleCodec(Codec):
             self.quantizer.train(was)
 
     def decode_latent(self, z_q: torch.Tensor) -> torch.Tensor:
-        """Args: z_q: [B, latent_dim, T]. Returns: wav [B, 1, T * hop]."""
+        """Args: z_q: [B, latent_dim, T]. Returns: wav [B, 1, T * hop] (``delay`` samples late)."""
         return self.decoder(self.post_transformer(z_q))
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

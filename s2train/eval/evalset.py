@@ -306,6 +306,9 @@ def codec_resynthesis_fn(codec: Any, device: str = "cpu") -> GenerateFn:
             x = torch.from_numpy(prepare_wav(wav, sr, codec.sample_rate))[None, None].to(device)
             with torch.inference_mode():
                 y = codec.decode(codec.encode(x))
+                d = int(getattr(codec, "delay", 0))
+                if d:  # a delayed decoder lags by d samples: realign with the original, keep its length
+                    y = torch.nn.functional.pad(y[..., d:], (0, d))
             out.append((y[0, 0].float().cpu().numpy(), int(codec.sample_rate)))
         return out
 

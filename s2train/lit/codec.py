@@ -127,7 +127,7 @@ class CodecLitModule(pl.LightningModule):
         use_disc = self.train_step >= hp.mel_warmup_steps
 
         out = self.codec(wav)
-        recon = out.wav[..., : wav.shape[-1]]
+        recon, wav = self.codec.align(out.wav, wav)  # same span of audio (a delayed decoder lags its input)
 
         if use_disc:
             d_loss = discriminator_loss(self.disc(wav), self.disc(recon.detach()), hp.adv_loss)
@@ -173,7 +173,7 @@ class CodecLitModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         wav = batch["wav"]
-        recon = self.codec.decode(self.codec.encode(wav))[..., : wav.shape[-1]]
+        recon, wav = self.codec.align(self.codec.decode(self.codec.encode(wav)), wav)
         self.log("val/mel_distance", self.mel_loss(recon, wav), prog_bar=True, sync_dist=True)
         self.log("val/stft_distance", stft_distance(recon, wav), sync_dist=True)
         self.log("val/si_sdr", si_sdr(recon, wav), sync_dist=True)

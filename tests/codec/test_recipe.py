@@ -20,7 +20,8 @@ def test_recipe_instantiates_codec_module(compose_train):
 
 def test_recipe_default_codec_is_demo(compose_train):
     cfg = compose_train("recipe=codec")
-    assert cfg.codec.strides == [2, 4, 5, 8] and cfg.codec.extra_strides == [2]
+    assert cfg.codec.encoder_type == "spectral" and cfg.codec.decoder_type == "istft"
+    assert cfg.codec.spectral.frame_hop * cfg.codec.extra_strides[0] == 640  # 25 frames/s at 16 kHz
 
 
 @pytest.mark.slow  # renders the tiny demo corpus (~10 s) then trains 2 batches (~7 s)
