@@ -477,10 +477,11 @@ def load_s2pro_weights(model: DualAR, directory: str | Path, upstream_rope: bool
 
 def load_s2pro_pretrained(
     directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-) -> tuple[DualAR, Any, None]:
-    """`s2train.bundle.load_pretrained` for a released directory: (model in eval mode, UpstreamTokenizer, None).
+) -> tuple[DualAR, Any, Path | None]:
+    """`s2train.bundle.load_pretrained` for a released directory: (model in eval mode, UpstreamTokenizer, codec).
 
-    The codec slot is None: the released `codec.pth` is not an s2train codec (see docs/s2pro.md).
+    The codec slot is the directory itself when it holds the released `codec.pth` (`s2train.codec.load_codec`
+    reads it through `s2train.codec.upstream`, docs/s2codec.md), else None.
     """
     from s2train.text.upstream_tokenizer import UpstreamTokenizer  # ar stays importable without text
 
@@ -488,7 +489,8 @@ def load_s2pro_pretrained(
     tokenizer = UpstreamTokenizer.load(directory)
     if tokenizer.semantic_start != cfg.semantic_start or tokenizer.vocab_size > cfg.vocab_size:
         raise ValueError(f"{directory}: tokenizer {tokenizer!r} does not fit the model config")
-    return model.to(device).eval(), tokenizer, None
+    codec = Path(directory) if (Path(directory) / "codec.pth").is_file() else None
+    return model.to(device).eval(), tokenizer, codec
 
 
 # ---------------------------------------------------------------------------------------------- export

@@ -133,9 +133,29 @@ def save_codec(codec: Codec, directory: str | Path, fp16: bool = False) -> Path:
     return out
 
 
+def _is_codec_folder(path: Path) -> bool:
+    """Whether ``path`` holds a ``save_codec`` folder (its config.json names a codec class)."""
+    try:
+        return "class" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def load_codec(directory: str | Path, device: str | torch.device = "cpu") -> Codec:
-    """Load a codec written by ``save_codec``: float32, eval mode, on ``device``."""
+    """Load a codec: float32, eval mode, on ``device``.
+
+    Args:
+        directory: a folder written by ``save_codec``; or a released S2 Pro ``codec.pth`` (fish-speech
+            modified DAC), given as the file or as a folder that holds it without ``model.safetensors``
+            (e.g. the downloaded ``s2-pro`` directory), loaded by ``s2train.codec.upstream.load_s2_codec``.
+        device: where the model goes.
+    """
     path = Path(directory)
+    pth = path if path.is_file() else path / "codec.pth"
+    if pth.is_file() and not _is_codec_folder(path):
+        from s2train.codec.upstream import load_s2_codec
+
+        return load_s2_codec(pth, device=device, dtype=torch.float32)
     cfg_path, weights = path / "config.json", path / "model.safetensors"
     for f in (cfg_path, weights):
         if not f.is_file():

@@ -461,6 +461,8 @@ def test_export_copies_tokenizer_and_ids(mini, tmp_path):
     assert UpstreamTokenizer.from_pretrained(out).semantic_start == SEM_START
     model2, tok, codec = load_s2pro_pretrained(out)
     assert isinstance(tok, UpstreamTokenizer) and codec is None and not model2.training
+    (out / "codec.pth").write_bytes(b"")  # with the released codec beside it, the dir is the codec slot
+    assert load_s2pro_pretrained(out)[2] == out
 
 
 def test_native_model_exports_and_reimports(tmp_path):

@@ -559,3 +559,20 @@ def test_converted_folder_feeds_the_dataset_encoder(mini, pth, tmp_path):
     ds = datasets.load_from_disk(str(tmp_path / "codes"))
     for row, clip in zip(ds, clips):
         assert torch.equal(torch.tensor(row["codes"]), mini.encode(clip[None, None])[0])
+
+
+def test_load_codec_dispatches_released_pth(mini, pth, tmp_path, monkeypatch):
+    """``load_codec`` takes a codec.pth, or a folder holding one (the downloaded s2-pro dir), as upstream."""
+    import s2train.codec.upstream as up
+    from s2train.codec import load_codec, save_codec
+
+    seen = []
+    monkeypatch.setattr(up, "load_s2_codec", lambda p, device="cpu", dtype=None: seen.append(p) or mini)
+    assert load_codec(pth) is mini and load_codec(pth.parent) is mini
+    assert seen == [pth, pth]
+    (pth.parent / "config.json").write_text('{"model_type": "fish_qwen3_omni"}')  # the released dir's config
+    (pth.parent / "model.safetensors").write_bytes(b"")
+    assert load_codec(pth.parent) is mini and len(seen) == 3
+    folder = save_codec(mini, tmp_path / "s2train_folder")  # a save_codec folder never goes upstream
+    (folder / "codec.pth").write_bytes(b"")
+    assert isinstance(load_codec(folder), UpstreamDACCodec) and len(seen) == 3
