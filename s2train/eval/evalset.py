@@ -299,17 +299,35 @@ def codec_resynthesis_fn(codec: Any, device: str = "cpu") -> GenerateFn:
 
     from s2train.eval.asr import prepare_wav
 
+    codes_seen: list = []
+
     def generate(items: Sequence[EvalItem], seed: int = 0) -> list[tuple[np.ndarray, int]]:
         out = []
+        codes_seen.clear()
         codec.to(device).eval()
         for wav, sr in ground_truth_generate_fn(items, seed):
             x = torch.from_numpy(prepare_wav(wav, sr, codec.sample_rate))[None, None].to(device)
             with torch.inference_mode():
-                y = codec.decode(codec.encode(x))
+                codes = codec.encode(x)
+                y = codec.decode(codes)
                 d = int(getattr(codec, "delay", 0))
                 if d:  # a delayed decoder lags by d samples: realign with the original, keep its length
                     y = torch.nn.functional.pad(y[..., d:], (0, d))
+            codes_seen.append(codes[0].cpu())
             out.append((y[0, 0].float().cpu().numpy(), int(codec.sample_rate)))
         return out
 
+    def seed_metrics() -> dict[str, float]:
+        """Codebook use over every frame of the last call: ``eval/cb{k}_usage`` / ``_perplexity``."""
+        from s2train.eval.metrics.audio import codebook_usage
+
+        if not codes_seen:
+            return {}
+        used, ppl = codebook_usage(torch.cat(codes_seen, dim=-1)[None], list(codec.codebook_sizes))
+        res = {f"eval/cb{k}_usage": u for k, u in enumerate(used)}
+        res |= {f"eval/cb{k}_perplexity": p for k, p in enumerate(ppl)}
+        res["eval/cb_perplexity_min"] = min(ppl)
+        return res
+
+    generate.seed_metrics = seed_metrics  # run_suite adds these to the seed's metrics
     return generate

@@ -275,6 +275,10 @@ def run_suite(
             for item_id, res in tag_results:
                 by_id[item_id].setdefault("tags", []).append(res.as_dict())
             per_seed[seed], _ = _seed_metrics(name, seed_rows, tag_results, judges)
+            if callable(
+                getattr(generate_fn, "seed_metrics", None)
+            ):  # e.g. codebook use of a codec round trip
+                per_seed[seed].update(generate_fn.seed_metrics())
             all_tags += [res for _, res in tag_results]
             rows += seed_rows
             generated[seed] = [(it, w) for it, w in zip(items, wavs)]
