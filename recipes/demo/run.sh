@@ -47,13 +47,13 @@ stage() {  # stage NAME OUTPUT CMD... : run CMD unless OUTPUT exists; record the
 stage prepare "$WORK/demo/manifest.jsonl" \
   $PY -m s2train.data.demo out="$WORK/demo" size="$SIZE" seed=0
 
-# 2. Codec: shipped, or trained here (mel-only for the first module.mel_warmup_steps batches).
+# 2. Codec: shipped, or trained here (mel-only at lr 5e-4: how the shipped spectral demo codec was trained).
 if [[ "$FULL" != 1 && -f "$SHIPPED/codec/config.json" ]]; then
   ln -sfn "$(realpath "$SHIPPED/codec")" "$WORK/codec"
 else
   stage codec "$WORK/codec/config.json" \
     $PY train.py recipe=codec codec=demo "${COMMON[@]}" trainer.max_steps="$CODEC_STEPS" \
-      export_dir="$WORK/codec"
+      module.lr=5e-4 module.mel_warmup_steps=1000000 export_dir="$WORK/codec"
 fi
 
 # 3. Codes of the whole corpus through the codec.
