@@ -74,6 +74,36 @@ class Codec(nn.Module, abc.ABC):
         """Number of codebooks K."""
         return len(self.codebook_sizes)
 
+    def _prepare(self, wav: torch.Tensor, sample_rate: int | None) -> torch.Tensor:
+        """Check ``wav [B, 1, S]`` (rate, shape, finite) and pad it on the right to whole frames
+        (inputs shorter than one frame become one frame)."""
+        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+            raise ValueError(
+                f"encode got audio at {sample_rate} Hz but this codec runs at {self.sample_rate} Hz; "
+                "resample first (torchaudio.functional.resample)"
+            )
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"expected wav of shape [B, 1, S], got {tuple(wav.shape)}")
+        if not torch.isfinite(wav).all():
+            raise ValueError("wav contains NaN or Inf samples; clean the audio before encoding")
+        frames = max(1, -(-wav.shape[-1] // self.hop_length))
+        return torch.nn.functional.pad(wav, (0, frames * self.hop_length - wav.shape[-1]))
+
+    def check_codes(self, codes: torch.Tensor) -> None:
+        """Raise ``ValueError`` naming the codebook and value of any out-of-range code in ``codes[B, K, T]``."""
+        if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.num_codebooks:
+            raise ValueError(
+                f"expected codes [B, 1 <= K <= {self.num_codebooks}, T], got {tuple(codes.shape)}"
+            )
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise ValueError(f"codes must be integers, got {codes.dtype}")
+        sizes = self.codebook_sizes
+        for k in range(codes.shape[1]):
+            bad = (codes[:, k] < 0) | (codes[:, k] >= sizes[k])
+            if bad.any():
+                value = int(codes[:, k][bad][0])
+                raise ValueError(f"codebook {k}: code {value} out of range [0, {sizes[k]})")
+
     @abc.abstractmethod
     def encode(self, wav: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         """Args: wav: [B, 1, S] at ``self.sample_rate``. Returns: codes [B, K, ceil(S / hop)] (int64)."""

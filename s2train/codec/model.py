@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from s2train.codec.encoder import Decoder, Encoder
@@ -169,34 +168,6 @@ class DACStyleCodec(Codec):
         if self.semantic_head is None:
             raise ValueError("this codec was built without a semantic head (semantic=None)")
         self._teacher[:] = [teacher]
-
-    # --- input checks -------------------------------------------------------------------------------------
-    def _prepare(self, wav: torch.Tensor, sample_rate: int | None) -> torch.Tensor:
-        if sample_rate is not None and int(sample_rate) != self.sample_rate:
-            raise ValueError(
-                f"encode got audio at {sample_rate} Hz but this codec runs at {self.sample_rate} Hz; "
-                "resample first (torchaudio.functional.resample)"
-            )
-        if wav.dim() != 3 or wav.shape[1] != 1:
-            raise ValueError(f"expected wav of shape [B, 1, S], got {tuple(wav.shape)}")
-        if not torch.isfinite(wav).all():
-            raise ValueError("wav contains NaN or Inf samples; clean the audio before encoding")
-        # Pad on the right to whole frames; inputs shorter than one frame become one frame.
-        frames = max(1, -(-wav.shape[-1] // self._hop))
-        return F.pad(wav, (0, frames * self._hop - wav.shape[-1]))
-
-    def check_codes(self, codes: torch.Tensor) -> None:
-        """Raise ``ValueError`` naming the codebook and value of any out-of-range code in ``codes[B, K, T]``."""
-        if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.num_codebooks:
-            raise ValueError(f"expected codes [B, K<={self.num_codebooks}, T], got {tuple(codes.shape)}")
-        if codes.is_floating_point():
-            raise ValueError(f"codes must be integers, got {codes.dtype}")
-        for k in range(codes.shape[1]):
-            size = self.codebook_sizes[k]
-            bad = (codes[:, k] < 0) | (codes[:, k] >= size)
-            if bad.any():
-                value = int(codes[:, k][bad][0])
-                raise ValueError(f"codebook {k}: code {value} out of range [0, {size})")
 
     # --- public API ---------------------------------------------------------------------------------------
     def latent(self, wav: torch.Tensor) -> torch.Tensor:

@@ -310,7 +310,7 @@ def codec_resynthesis_fn(codec: Any, device: str = "cpu") -> GenerateFn:
             with torch.inference_mode():
                 codes = codec.encode(x)
                 y = codec.decode(codes)
-                d = int(getattr(codec, "delay", 0))
+                d = codec.delay
                 if d:  # a delayed decoder lags by d samples: realign with the original, keep its length
                     y = torch.nn.functional.pad(y[..., d:], (0, d))
             codes_seen.append(codes[0].cpu())
