@@ -50,6 +50,9 @@ class DualARConfig:
     fast_input_bias: bool = False
     # S2 trained with cos/sin tables rounded to bf16; fp32 tables change the numerics of released weights.
     rope_bf16_tables: bool = True
+    # Angles in fp32 as upstream computes them (set by the S2 Pro importer and `configs/model/s2pro.yaml`, so a
+    # fine-tuned S2 Pro keeps the released tables after a bundle round trip); s2train-native models use fp64.
+    rope_fp32_angles: bool = False
 
     def __post_init__(self) -> None:
         if self.codebook_sizes is not None:

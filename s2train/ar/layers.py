@@ -35,11 +35,17 @@ class RotaryTable(nn.Module):
         max_len: number of positions.
         base: RoPE base (1e6 for S2).
         bf16_tables: round the tables to bf16 (as S2 trained) even when the model runs in fp32.
+        fp32_angles: compute frequencies and angles in fp32 as upstream fish-speech does (the tables released
+            S2 Pro weights were trained with); False computes them in fp64, which after bf16 rounding differs
+            by one bf16 step in ~2% of a long table's entries.
     """
 
-    def __init__(self, head_dim: int, max_len: int, base: float, bf16_tables: bool = True) -> None:
+    def __init__(
+        self, head_dim: int, max_len: int, base: float, bf16_tables: bool = True, fp32_angles: bool = False
+    ) -> None:
         super().__init__()
         self.head_dim, self.max_len, self.base, self.bf16_tables = head_dim, max_len, base, bf16_tables
+        self.fp32_angles = fp32_angles
         # Built on the default device, so `with torch.device("cuda"|"meta"):` construction keeps it with the
         # parameters (after `to_empty`, call `reset()` to recompute it).
         cos, sin = self._build(torch.get_default_device())
@@ -48,11 +54,9 @@ class RotaryTable(nn.Module):
         self.register_buffer("cos_sin", torch.stack((cos, sin), dim=-1), persistent=False)
 
     def _build(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        inv = 1.0 / (
-            self.base
-            ** (torch.arange(0, self.head_dim, 2, dtype=torch.float64, device=device) / self.head_dim)
-        )
-        ang = torch.arange(self.max_len, dtype=torch.float64, device=device)[:, None] * inv[None, :]
+        dt = torch.float32 if self.fp32_angles else torch.float64
+        inv = 1.0 / (self.base ** (torch.arange(0, self.head_dim, 2, dtype=dt, device=device) / self.head_dim))
+        ang = torch.arange(self.max_len, dtype=dt, device=device)[:, None] * inv[None, :]
         cos, sin = ang.cos().float(), ang.sin().float()
         if self.bf16_tables:
             cos, sin = cos.bfloat16().float(), sin.bfloat16().float()

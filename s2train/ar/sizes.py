@@ -25,6 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_sizes=[4096] + [1024] * 9, semantic_start=151678, num_semantic=4096,
         fast_dim=2560, fast_n_layers=4, fast_n_heads=32, fast_n_kv_heads=8, fast_head_dim=128, fast_ffn_dim=9728,
         fast_qk_norm=False,  # as released: QK-norm in the slow AR only
+        rope_fp32_angles=True,  # upstream computes RoPE angles in fp32
     ),
 }  # fmt: skip
 

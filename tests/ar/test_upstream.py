@@ -475,7 +475,9 @@ def test_native_model_exports_and_reimports(tmp_path):
     conf = json.loads((out / "config.json").read_text())
     assert conf["audio_decoder_config"]["attention_qk_norm"] is True and conf["semantic_end_token_id"] == 285
     back, cfg2, meta = import_s2pro(out)
-    assert cfg2.to_dict() == {**cfg.to_dict(), "codebook_sizes": None} and meta["layout"].fast_qk_norm
+    # the released layout has no field for the RoPE angle precision: imported models use upstream's fp32 angles
+    want = {**cfg.to_dict(), "codebook_sizes": None, "rope_fp32_angles": True}
+    assert cfg2.to_dict() == want and meta["layout"].fast_qk_norm
     sd, sd2 = model.state_dict(), back.state_dict()
     assert sd.keys() == sd2.keys() and all(torch.equal(sd[k], sd2[k]) for k in sd)
 
@@ -492,6 +494,12 @@ def test_upstream_rope_tables_installed():
     # fp64 angles (s2train's own tables) round differently from upstream's fp32 ones in some entries.
     changed = (before[0] != want_cos).sum() + (before[1] != want_sin).sum()
     assert 0 < changed < 0.05 * want_cos.numel()
+    # `fp32_angles=True` (what import records in the config) computes upstream's tables by itself, and `reset()`
+    # after install keeps them.
+    own = RotaryTable(128, 4096, 1e6, True, fp32_angles=True)
+    assert torch.equal(own.cos.float(), want_cos) and torch.equal(own.sin.float(), want_sin)
+    table.reset()
+    assert torch.equal(table.cos.float(), want_cos) and torch.equal(table.sin.float(), want_sin)
 
 
 def test_recipe_loaders_accept_a_released_directory(mini):
@@ -528,7 +536,47 @@ def test_imported_model_round_trips_through_an_s2train_bundle(tmp_path, fast_dim
     back, _, _ = load_pretrained(out)
     sd, sd2 = model.state_dict(), back.state_dict()
     assert sd.keys() == sd2.keys() and all(torch.equal(sd[k], sd2[k].to(sd[k].dtype)) for k in sd)
+    assert back.config.rope_fp32_angles  # the bundle rebuilds upstream's RoPE tables, not s2train's fp64 ones
+    for name, buf in model.named_buffers():
+        assert torch.equal(buf, dict(back.named_buffers())[name]), name
     tokens, codes, audio = batch()
     with torch.no_grad():
         a, b = model(tokens, codes, audio).logits, back.float()(tokens, codes, audio).logits
     assert torch.equal(a, b)
+
+
+def test_export_cli_writes_a_trained_bundle_back_in_the_released_layout(mini, tmp_path):
+    """`python -m s2train.ar.upstream export <bundle> <out> --base <s2-pro dir>`: the weights of a (here
+    perturbed, i.e. "fine-tuned") model in upstream key names, the base's other config fields, tokenizer files
+    and codec.pth carried over; the output imports strictly to the same weights."""
+    from s2train.ar.upstream import main
+    from s2train.bundle import export_bundle, load_pretrained
+
+    d, raw, tensors = mini
+    write_tokenizer(d, config=raw)
+    (d / "codec.pth").write_bytes(b"codec weights stand-in")
+    model, tok, _ = load_pretrained(d)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    bundle = export_bundle(model, None, tok, None, tmp_path / "run" / "export")
+    out = tmp_path / "s2-finetuned"
+    main(["export", str(bundle), str(out), "--base", str(d), "--shard-size", "8000"])
+    written = read_dir(out)
+    assert written.keys() == tensors.keys() and all(v.dtype == torch.bfloat16 for v in written.values())
+    assert len(set(json.loads((out / "model.safetensors.index.json").read_text())["weight_map"].values())) > 1
+    changed = [k for k in tensors if not torch.equal(written[k], tensors[k])]
+    assert len(changed) == len(tensors)  # every tensor carries the update
+    back, _, _ = import_s2pro(out)
+    ref = model.state_dict()
+    assert all(torch.equal(ref[k], v) for k, v in back.state_dict().items())
+    config = json.loads((out / "config.json").read_text())
+    assert config["eos_token_id"] == raw["eos_token_id"] and config["model_type"] == "fish_qwen3_omni"
+    assert config["text_config"]["vocab_size"] == VOCAB and config["audio_decoder_config"]["num_codebooks"] == K
+    assert (out / "tokenizer.json").read_bytes() == (d / "tokenizer.json").read_bytes()
+    assert (out / "codec.pth").read_bytes() == b"codec weights stand-in"
+    # re-exporting a released dir over itself, or from a base that is not a released dir: clear errors
+    with pytest.raises(ValueError, match="base directory"):
+        main(["export", str(bundle), str(d), "--base", str(d)])
+    with pytest.raises(ValueError, match="not a released S2 Pro directory"):
+        main(["export", str(bundle), str(tmp_path / "x"), "--base", str(bundle)])
