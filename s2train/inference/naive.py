@@ -57,7 +57,7 @@ def naive_generate(
         frames = []
         for step in range(max_frames):
             hidden = model(tokens[None], codes[None], audio[None], compute_logits=False).hidden[:, -1]
-            slow_logits = model.slow.logits(hidden, allowed)
+            slow_logits = model.slow.range_logits(hidden, cfg.semantic_start, cfg.num_semantic, allowed[-1:])
             if step < min_frames:
                 slow_logits[:, stop_index] = float("-inf")
             idx, full = sample(slow_logits, sp.temperature, sp.top_k, sp.top_p, sp.greedy)

@@ -123,3 +123,16 @@ def test_device_context_places_every_buffer(tiny_cfg):
     with torch.device("meta"):
         m = DualAR(tiny_cfg)
     assert {t.device.type for t in list(m.parameters()) + list(m.buffers())} == {"meta"}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_range_logits_equal_selected_logits(tiny_model, tiny_cfg, dtype):
+    """The decode loop's semantic-range view gives the same logits as selecting those head rows."""
+    model = tiny_model.to(dtype)
+    hidden = torch.randn(3, tiny_cfg.dim).to(dtype)
+    stop = torch.tensor([2])
+    ids = torch.cat([torch.arange(tiny_cfg.semantic_start, tiny_cfg.semantic_start + tiny_cfg.num_semantic), stop])
+    want = model.slow.logits(hidden, ids)
+    got = model.slow.range_logits(hidden, tiny_cfg.semantic_start, tiny_cfg.num_semantic, stop)
+    assert got.shape == (3, tiny_cfg.num_semantic + 1)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-2)
