@@ -38,8 +38,6 @@ class DecodeConsts:
         cb_invalid: [K, C] True where the shared fast vocabulary exceeds codebook k's size (or None).
         return_logprobs: also compute full-vocabulary log-probs of the sampled tokens.
         is_stop_id: [A] bool, True at the `<|im_end|>` entry of `allowed_ids`.
-        stop_ids: [1] the `<|im_end|>` id (`allowed_ids[-1:]`); the rest of `allowed_ids` is the semantic range
-            `model.config.semantic_start` + `num_semantic`, read as a view of the head (`SlowAR.range_logits`).
     """
 
     allowed_ids: Tensor
@@ -49,7 +47,6 @@ class DecodeConsts:
     cb_invalid: Tensor | None
     return_logprobs: bool
     is_stop_id: Tensor
-    stop_ids: Tensor
 
     @classmethod
     def build(
@@ -71,8 +68,7 @@ class DecodeConsts:
         is_stop = torch.zeros(allowed.numel(), dtype=torch.bool, device=device)
         is_stop[-1] = True
         return cls(
-            allowed, torch.arange(max_len, device=device), masks, pos, cb_invalid, return_logprobs, is_stop,
-            allowed[-1:].clone(),
+            allowed, torch.arange(max_len, device=device), masks, pos, cb_invalid, return_logprobs, is_stop
         )
 
 
@@ -191,7 +187,9 @@ def decode_frame(
     stop_index = consts.allowed_ids.shape[0] - 1
 
     # Slow AR token, constrained to the assistant-turn vocabulary (only those head rows are read).
-    slow_logits = model.slow.range_logits(hidden, cfg.semantic_start, cfg.num_semantic, consts.stop_ids)
+    slow_logits = model.slow.range_logits(
+        hidden, cfg.semantic_start, cfg.num_semantic, consts.allowed_ids[-1:]
+    )  # semantic range as a head view + <|im_end|>
     slow_logits = slow_logits.masked_fill(
         consts.is_stop_id[None] & (state.step < state.min_frames)[:, None], NEG_INF
     )

@@ -549,7 +549,7 @@ def test_export_cli_writes_a_trained_bundle_back_in_the_released_layout(mini, tm
     """`python -m s2train.ar.upstream export <bundle> <out> --base <s2-pro dir>`: the weights of a (here
     perturbed, i.e. "fine-tuned") model in upstream key names, the base's other config fields, tokenizer files
     and codec.pth carried over; the output imports strictly to the same weights."""
-    from s2train.ar.upstream import main
+    from s2train.ar.upstream_cli import main
     from s2train.bundle import export_bundle, load_pretrained
 
     d, raw, tensors = mini
