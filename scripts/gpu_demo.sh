@@ -10,7 +10,10 @@
 # bf16-mixed), CODEC_SECONDS (300), GAN_AFTER (150 s of mel-only warm-up), CODEC_BATCH (64), CODEC_LR (3e-4), CODEC_INIT (a codec
 # folder to continue from),
 # CUDNN_BENCHMARK (codec: true; fixed crop shapes; not yet measured, see docs/checkpoints.md),
-# AR_STEPS (3000), AR_SECONDS (240: a time cap on top of AR_STEPS), AR_BATCH (32), WORKERS (8).
+# AR_STEPS (3000), AR_SECONDS (240: a time cap on top of AR_STEPS), AR_BATCH (32), WORKERS (8),
+# AR_CODES (data/gpu_codes), AR_TOKENIZER (data/gpu_codes_tokenizer), AR_INIT (a bundle or .ckpt to continue
+# from; the shipped base was trained with data/demo_xl_codes + data/demo_large_tok, see its README),
+# AR_DROPOUT (0.1, as the shipped base).
 set -euo pipefail
 STAGE=${1:?usage: gpu_demo.sh codec|pretrain}
 OUT=${OUT:-gpu_out}
@@ -51,7 +54,8 @@ save_codec(load_codec('$RUN/export'), '$OUT/codec', fp16=True)"
   ;;
 pretrain)
   $PY train.py recipe=pretrain trainer="$TRAINER" trainer.precision="${PRECISION:-bf16-mixed}" logger=csv \
-    data.dataset_dir=data/gpu_codes data.tokenizer_dir=data/gpu_codes_tokenizer \
+    data.dataset_dir="${AR_CODES:-data/gpu_codes}" data.tokenizer_dir="${AR_TOKENIZER:-data/gpu_codes_tokenizer}" \
+    model.num_codebooks=8 model.codebook_size=1024 model.dropout="${AR_DROPOUT:-0.1}" init_from="${AR_INIT:-null}" \
     data.batch_size="${AR_BATCH:-32}" module.codec_dir=checkpoints/demo/codec \
     trainer.max_steps="${AR_STEPS:-3000}" "++trainer.max_time=$(max_time "${AR_SECONDS:-240}")" \
     module.warmup_steps=200 trainer.val_check_interval=500 ++trainer.limit_val_batches=8 \
