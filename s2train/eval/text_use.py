@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None) -> dict:
         args[k] = v
     if not {"model", "codes"} <= args.keys():
         raise SystemExit(f"model= and codes= are required\n{__doc__}")
-    torch.set_grad_enabled(False)
     model, tok = load_model(args["model"])
     rows = read_rows(args["codes"], args["split"], int(args["max_items"]) or None)
     res = text_use(model, tok, rows, int(args["batch_size"]), int(args["seed"])).as_dict()

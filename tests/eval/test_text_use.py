@@ -90,6 +90,7 @@ def test_cli_reads_a_bundle_and_an_encoded_dataset(tmp_path, tok, capsys, one_th
     rows = [dict(r, split="val") for r in _rows(10, True, 2)]
     Dataset.from_list(rows).save_to_disk(str(tmp_path / "codes"))
     res = main([f"model={tmp_path / 'bundle'}", f"codes={tmp_path / 'codes'}", "max_items=6"])
+    assert torch.is_grad_enabled()  # the CLI leaves the process's autograd state alone
     assert res["items"] == 6 and res["gap"] == pytest.approx(res["loss_shuffled"] - res["loss_right"])
     assert "gap" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown argument"):
