@@ -182,6 +182,44 @@ class FasterWhisperASR:
             texts.append(" ".join(s.text.strip() for s in segments).strip())
         return texts
 
+    def text_logprob(self, wavs: Sequence[np.ndarray], sample_rate: int, texts: Sequence[str]) -> list[float]:
+        """Mean per-token log-probability of each ``texts[i]`` given ``wavs[i]``, by forced decoding.
+
+        Whisper is teacher-forced through the transcript (CTranslate2's ``align``: start-of-transcript
+        prompt, then the text tokens) and the probabilities it gives those tokens are averaged in log
+        space. Unlike WER it is dense: it tells apart two renditions that are both wrong, which is what a
+        group-relative RL reward needs from a model that does not speak well yet. Only the first 30 s of a
+        clip are heard (Whisper's window). Empty, non-finite or silent audio and empty texts give NaN.
+        """
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        if len(wavs) != len(texts):
+            raise ValueError(f"text_logprob: {len(wavs)} clips but {len(texts)} texts")
+        model = self.model
+        tok = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=self.language or "en"
+        )
+        out = []
+        for wav, text in zip(wavs, texts):
+            audio = prepare_wav(wav, sample_rate)
+            ids = tok.encode(" " + text.strip()) if text.strip() else []
+            if (
+                not ids
+                or audio.size < ASR_SAMPLE_RATE // 20
+                or not np.isfinite(audio).all()
+                or np.abs(audio).max() < 1e-4
+            ):
+                out.append(float("nan"))
+                continue
+            feats = model.feature_extractor(audio)
+            frames = min(feats.shape[-1], model.feature_extractor.nb_max_frames)
+            encoded = model.encode(pad_or_trim(feats[:, :frames]))
+            res = model.model.align(encoded, tok.sot_sequence, [ids], frames)[0]
+            probs = np.clip(np.asarray(res.text_token_probs, dtype=np.float64), 1e-30, 1.0)
+            out.append(float(np.log(probs).mean()))
+        return out
+
 
 class TransformersWhisperASR:
     """Greedy Whisper transcription through ``transformers`` (e.g. a local ``whisper-large-v3`` copy).

@@ -7,6 +7,7 @@ from s2train.rl.reward_pool import RewardPool, audio_key
 from s2train.rl.rewards import (
     RewardConfigError,
     RewardStack,
+    asr_likelihood_reward,
     intelligibility_reward,
     length_penalty,
     repeated_ngram_fraction,
@@ -59,6 +60,36 @@ def test_intelligibility_reward_maps_wer_through_tanh():
     assert r[0] == pytest.approx(1.0)
     assert r[1] == pytest.approx(1 - math.tanh(3 * (1 / 3)))
     assert r[2] == pytest.approx(1 - math.tanh(3.0))
+
+
+class FakeLikelihoodASR:
+    """text_logprob = -(mean level of the clip); records the texts it was asked about."""
+
+    def __init__(self):
+        self.texts = []
+
+    def text_logprob(self, wavs, sample_rate, texts):
+        self.texts += list(texts)
+        return [float("nan") if float(w.mean()) < 0 else -float(w.mean()) for w in wavs]
+
+
+def test_asr_likelihood_reward_is_linear_in_logprob_and_floored():
+    asr = FakeLikelihoodASR()
+    samples = [make_sample(v) for v in (0.0, 5.0, 20.0, -1.0)]
+    r = asr_likelihood_reward(samples, [{"text": "<|speaker:0|>Hello [laugh] there."}] * 4, asr=asr)
+    assert r[:3].tolist() == pytest.approx([1.0, 0.5, 0.0]) and math.isnan(r[3])
+    assert asr.texts == ["Hello there."] * 4  # markup stripped before scoring
+    assert asr_likelihood_reward(samples[1:2], [{"text": "a"}], asr=asr, floor=-20.0).item() == pytest.approx(
+        0.75
+    )
+
+
+def test_asr_likelihood_config_errors_are_not_swallowed_as_failed_samples():
+    stack = RewardStack({"asr_likelihood": 1.0}, 2, reward_kwargs={"asr_likelihood": {"asr": FakeASR({})}})
+    with pytest.raises(RewardConfigError, match="text_logprob"):
+        stack([make_sample(0), make_sample(1)], [{"text": "a"}])
+    with pytest.raises(RewardConfigError, match="floor"):
+        asr_likelihood_reward([make_sample(0)], [{"text": "a"}], asr=FakeLikelihoodASR(), floor=1.0)
 
 
 class FakeEncoder:

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from s2train.rl.rewards import intelligibility_reward, speaker_sim_reward
+from s2train.rl.rewards import asr_likelihood_reward, intelligibility_reward, speaker_sim_reward
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -42,3 +42,14 @@ def test_speaker_sim_prefers_the_same_voice(tmp_path):
     batch = [{"text": "x", "reference_wav": ref["wav"], "reference_sample_rate": ref["sample_rate"]}]
     r = speaker_sim_reward([same, other], batch)
     assert r[0] > r[1]
+
+
+@pytest.mark.slow
+def test_asr_likelihood_ranks_two_wrong_renditions(tmp_path):
+    # WER cannot rank these (both near 1); the forced log-probability can: half the right words beat none
+    text = "Please open the door before the guests arrive."
+    right = speak(tmp_path, text, name="right")
+    half = speak(tmp_path, "Please open the window, bananas are yellow.", name="half")
+    wrong = speak(tmp_path, "Bananas grow on tall green trees.", name="wrong")
+    r = asr_likelihood_reward([right, half, wrong], [{"text": text}])
+    assert r[0] > 0.85 and r[0] > r[1] > r[2], r.tolist()
