@@ -103,16 +103,27 @@ class NonFiniteGuard(Callback):
 
 
 class LossCurvePlot(Callback):
-    """Collect logged `*loss*` scalars and plot them against the global step at the end of fit."""
+    """Collect logged `*loss*` scalars and plot them against the global step at the end of fit.
+
+    GRPO runs also get a linear-scale panel of their reward curves (`rl/reward/total` and each
+    `rl/reward/<fn>/mean`), the figure RL users look at first.
+    """
 
     def __init__(self, out_dir: str | os.PathLike, filename: str = "loss_curves.png") -> None:
         self.out_dir = Path(out_dir)
         self.filename = filename
         self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
 
+    @staticmethod
+    def _is_reward(key: str) -> bool:
+        return key == "rl/reward/total" or (key.startswith("rl/reward/") and key.endswith("/mean"))
+
     def _collect(self, trainer: Trainer, prefix: str) -> None:
         for key, value in trainer.callback_metrics.items():
-            if key.startswith(prefix) and "loss" in key and torch.is_tensor(value) and value.numel() == 1:
+            wanted = (key.startswith(prefix) and "loss" in key) or (
+                prefix == "train/" and self._is_reward(key)
+            )
+            if wanted and torch.is_tensor(value) and value.numel() == 1:
                 v = float(value)
                 if math.isfinite(v):
                     self.history[key].append((trainer.global_step, v))
@@ -132,11 +143,14 @@ class LossCurvePlot(Callback):
 
     def panels(self) -> list[tuple[str, list[str]]]:
         """Panels of the figure: the total and per-part losses, then per-codebook losses (`*_cb<k>`), if any."""
+        rewards = sorted(k for k in self.history if self._is_reward(k))
         per_cb = sorted(k for k in self.history if re.search(r"_cb\d+$", k))
-        main = sorted(k for k in self.history if k not in per_cb)
+        main = sorted(k for k in self.history if k not in per_cb and k not in rewards)
         panels = [("losses", main)] if main else []
         if per_cb:
             panels.append(("per-codebook losses", per_cb))
+        if rewards:
+            panels.append(("rewards", rewards))
         return panels
 
     def plot(self, path: Path) -> Path:
@@ -153,8 +167,11 @@ class LossCurvePlot(Callback):
                 ax.plot(steps, values, label=key, marker="." if key.startswith("val/") else None)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("step")
-            ax.set_ylabel("loss")
-            ax.set_yscale("log")
+            if title == "rewards":  # rewards can be negative: linear axis
+                ax.set_ylabel("reward (batch mean)")
+            else:
+                ax.set_ylabel("loss")
+                ax.set_yscale("log")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()

@@ -105,6 +105,28 @@ def test_loss_plot_written(tmp_path):
     assert (tmp_path / "two_panels.png").stat().st_size > 1000
 
 
+class _RewardToy(Toy):
+    def training_step(self, batch, idx):
+        self.log("rl/reward/total", -1.0 + 0.1 * idx)  # negative rewards: the panel must be linear
+        self.log("rl/reward/asr_likelihood/mean", 0.2 + 0.01 * idx)
+        self.log("rl/reward/asr_likelihood/std", 0.05)  # spreads are not plotted
+        self.log("rl/kl", 0.0)
+        return super().training_step(batch, idx)
+
+
+def test_loss_plot_adds_a_reward_panel_for_grpo_runs(tmp_path):
+    plot = LossCurvePlot(out_dir=tmp_path)
+    trainer = _trainer(tmp_path, [plot], 5)
+    trainer.log_every_n_steps = 1
+    trainer.fit(_RewardToy(), _loader())
+    assert plot.panels() == [
+        ("losses", ["train/loss"]),
+        ("rewards", ["rl/reward/asr_likelihood/mean", "rl/reward/total"]),
+    ]
+    assert [v for _, v in plot.history["rl/reward/total"]][:2] == pytest.approx([-1.0, -0.9])
+    assert (tmp_path / "loss_curves.png").stat().st_size > 1000
+
+
 class _WarmupToy(Toy):
     """Toy with the codec module's warm-up interface: hparams.mel_warmup_steps and a train_step counter."""
 
