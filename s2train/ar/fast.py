@@ -42,7 +42,13 @@ class FastAR(nn.Module):
         )
         self.norm = RMSNorm(cfg.fast_dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.fast_dim, cfg.codebook_size, bias=False)
-        self.rope = RotaryTable(cfg.fast_head_dim, cfg.num_codebooks + 1, cfg.rope_base, cfg.rope_bf16_tables, cfg.rope_fp32_angles)
+        self.rope = RotaryTable(
+            cfg.fast_head_dim,
+            cfg.num_codebooks + 1,
+            cfg.rope_base,
+            cfg.rope_bf16_tables,
+            cfg.rope_fp32_angles,
+        )
 
     def forward(
         self,

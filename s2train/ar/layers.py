@@ -55,7 +55,9 @@ class RotaryTable(nn.Module):
 
     def _build(self, device: torch.device) -> tuple[Tensor, Tensor]:
         dt = torch.float32 if self.fp32_angles else torch.float64
-        inv = 1.0 / (self.base ** (torch.arange(0, self.head_dim, 2, dtype=dt, device=device) / self.head_dim))
+        inv = 1.0 / (
+            self.base ** (torch.arange(0, self.head_dim, 2, dtype=dt, device=device) / self.head_dim)
+        )
         ang = torch.arange(self.max_len, dtype=dt, device=device)[:, None] * inv[None, :]
         cos, sin = ang.cos().float(), ang.sin().float()
         if self.bf16_tables:

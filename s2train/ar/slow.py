@@ -38,7 +38,9 @@ class SlowAR(nn.Module):
         )
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        self.rope = RotaryTable(cfg.head_dim, cfg.max_seq_len, cfg.rope_base, cfg.rope_bf16_tables, cfg.rope_fp32_angles)
+        self.rope = RotaryTable(
+            cfg.head_dim, cfg.max_seq_len, cfg.rope_base, cfg.rope_bf16_tables, cfg.rope_fp32_angles
+        )
 
     @property
     def output_weight(self) -> Tensor:

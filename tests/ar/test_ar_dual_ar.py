@@ -131,7 +131,9 @@ def test_range_logits_equal_selected_logits(tiny_model, tiny_cfg, dtype):
     model = tiny_model.to(dtype)
     hidden = torch.randn(3, tiny_cfg.dim).to(dtype)
     stop = torch.tensor([2])
-    ids = torch.cat([torch.arange(tiny_cfg.semantic_start, tiny_cfg.semantic_start + tiny_cfg.num_semantic), stop])
+    ids = torch.cat(
+        [torch.arange(tiny_cfg.semantic_start, tiny_cfg.semantic_start + tiny_cfg.num_semantic), stop]
+    )
     want = model.slow.logits(hidden, ids)
     got = model.slow.range_logits(hidden, tiny_cfg.semantic_start, tiny_cfg.num_semantic, stop)
     assert got.shape == (3, tiny_cfg.num_semantic + 1)

@@ -572,7 +572,9 @@ def test_export_cli_writes_a_trained_bundle_back_in_the_released_layout(mini, tm
     assert all(torch.equal(ref[k], v) for k, v in back.state_dict().items())
     config = json.loads((out / "config.json").read_text())
     assert config["eos_token_id"] == raw["eos_token_id"] and config["model_type"] == "fish_qwen3_omni"
-    assert config["text_config"]["vocab_size"] == VOCAB and config["audio_decoder_config"]["num_codebooks"] == K
+    assert (
+        config["text_config"]["vocab_size"] == VOCAB and config["audio_decoder_config"]["num_codebooks"] == K
+    )
     assert (out / "tokenizer.json").read_bytes() == (d / "tokenizer.json").read_bytes()
     assert (out / "codec.pth").read_bytes() == b"codec weights stand-in"
     # re-exporting a released dir over itself, or from a base that is not a released dir: clear errors
