@@ -120,3 +120,21 @@ def test_export_writes_merged_bundle(tiny_bundle, fake_reward, tmp_path):
         assert torch.allclose(model(x, codes, am).logits, expected, atol=1e-4)
     assert codec_dir is not None and codec_dir.exists()
     assert any("lora_" in n for n, _ in module.model.named_parameters())  # the live policy keeps its adapter
+
+
+def test_policy_trains_without_dropout_so_step_0_kl_is_zero(tiny_bundle, fake_reward, tmp_path):
+    # A base trained with dropout: at step 0 the LoRA policy equals its reference, so the k3 KL must be 0
+    # (with dropout active in the policy forward it was 1-3 nats/token on the session-5 demo base).
+    import shutil
+
+    from s2train.bundle import export_bundle, load_pretrained
+
+    model, tok, codec_dir = load_pretrained(tiny_bundle / "bundle")
+    cfg = model.config.to_dict() | {"dropout": 0.5}
+    root = tmp_path / "dropout"
+    shutil.copytree(tiny_bundle, root, ignore=shutil.ignore_patterns("bundle"))
+    export_bundle(model, cfg, tok, root / "codec", root / "bundle")
+    module = make_module(root, beta=0.0, track_kl=True)
+    assert module.model.config.dropout == 0.5
+    trainer = fit_one_step(module, root, tmp_path / "run")
+    assert float(trainer.callback_metrics["rl/kl"]) == pytest.approx(0.0, abs=1e-6)
