@@ -3,6 +3,7 @@ tiny demo corpus -> tiny codec (recipe=codec, exported) -> codes -> pretrain -> 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,7 @@ def test_validate_only_scores_the_initial_weights_without_training(chain, tmp_pa
         f"data.tokenizer_dir={chain['tok']}",
         "data.batch_size=4",
         "model.max_seq_len=8192",  # as in the chain: the tiny codec's frames are long
+        "data.val_splits=[val,test]",  # the tiny corpus's val split has one sentence; the text gap needs two
         "++trainer.limit_val_batches=2",
         f"export_dir={tmp_path / 'export'}",
     ]
@@ -108,6 +110,8 @@ def test_validate_only_scores_the_initial_weights_without_training(chain, tmp_pa
     a = _train(tmp_path / "a", *args, "validate_only=true")
     b = _train(tmp_path / "b", *args, "validate_only=true")
     assert a["val/loss"] > 0 and a == b  # the same weights and batches: the same numbers
+    # the recipe's TextGapMonitor (kept by callbacks=none: it belongs to the recipe) logs the text gap
+    assert math.isfinite(a["val/text_gap"]) and a["val/text_gap_loss_shuffled"] > 0
     assert not (tmp_path / "export").exists()  # nothing trained, nothing exported
     after = load_file(str(chain["base"] / "model.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before)

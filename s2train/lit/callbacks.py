@@ -9,6 +9,9 @@
   after a wall-clock budget instead of a step count (the step rate of a new machine is not known in advance).
 - `RNGStateCallback`: stores the torch / numpy / python RNG states in every checkpoint, so random draws in a
   step (quantizer dropout, dropout, reference sampling) continue exactly after a resume.
+- `TextGapMonitor`: logs `val/text_gap` after each validation of a Dual-AR run: how much lower the slow loss
+  is with the right transcripts than with shuffled ones (`s2train.eval.text_use`); the moment a model starts
+  to read its text, which the losses alone do not show.
 """
 
 from __future__ import annotations
@@ -261,3 +264,41 @@ class RNGStateCallback(Callback):
         random.setstate((version, tuple(py_state.tolist()), gauss))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class TextGapMonitor(Callback):
+    """Log `val/text_gap` (nats per codebook-0 token) on the first `max_items` validation items.
+
+    The text-conditioning gap of `s2train.eval.text_use`: slow-AR loss with the transcripts shuffled among
+    the items minus the loss with the right ones, teacher-forced, without voice references. Near 0 means
+    the model predicts speech from speech alone and will babble in the right voice; a model that has learned
+    the text-to-audio alignment shows a gap of a nat or more. Costs two forward passes over `max_items`
+    items per validation. Does nothing (one warning) for modules without a DualAR `model` and `tokenizer`
+    or data without a `val_set` of coded utterances.
+    """
+
+    def __init__(self, max_items: int = 64, batch_size: int = 8, seed: int = 0) -> None:
+        self.max_items, self.batch_size, self.seed = int(max_items), int(batch_size), int(seed)
+        self._warned = False
+
+    def _skip(self, why: str) -> None:
+        if not self._warned:
+            log.warning("TextGapMonitor: not measuring the text gap (%s)", why)
+            self._warned = True
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        from s2train.ar.dual_ar import DualAR
+        from s2train.eval.text_use import text_use
+
+        model, tok = getattr(pl_module, "model", None), getattr(pl_module, "tokenizer", None)
+        val_set = getattr(getattr(trainer, "datamodule", None), "val_set", None)
+        if not isinstance(model, DualAR) or tok is None:
+            return self._skip("the module has no DualAR model with a tokenizer")
+        rows = list(getattr(val_set, "items", []) or [])[: self.max_items]
+        if len({r["text"] for r in rows}) < 2:
+            return self._skip("fewer than 2 distinct validation transcripts")
+        res = text_use(model, tok, rows, self.batch_size, self.seed)
+        pl_module.log("val/text_gap", res.gap, batch_size=len(rows))
+        pl_module.log("val/text_gap_loss_shuffled", res.loss_shuffled, batch_size=len(rows))
