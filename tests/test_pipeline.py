@@ -201,3 +201,22 @@ def test_eval_accepts_a_lightning_checkpoint(chain, tmp_path):
     model, _, codec_dir = load_pretrained(bundle)
     assert codec_dir is not None and model.config.num_codebooks == 4
     assert resolve_bundle(ckpt) == bundle  # exported once, reused
+
+
+def test_a_lightning_checkpoint_exports_with_the_codec_of_its_codes(chain, tmp_path):
+    # eval.py ckpt=<.ckpt> exports the checkpoint to a bundle outside the training run: the codec that made
+    # the training codes (named in the code dataset's summary) must come along, recorded in the checkpoint
+    from s2train.bundle import read_bundle_config
+    from s2train.lit.ar import DualARLitModule
+
+    _train(
+        tmp_path / "run", "recipe=pretrain", f"data.dataset_dir={chain['codes']}",
+        f"data.tokenizer_dir={chain['tok']}", "data.batch_size=4", "model.max_seq_len=8192", "trainer.max_steps=1",
+        "callbacks=default", "~callbacks.progress_bar", "~callbacks.text_gap", f"export_dir={tmp_path / 'export'}",
+    )  # fmt: skip
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    module = DualARLitModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    assert module.hparams.codec_dir is None and not module.hparams.init_from  # only the checkpoint knows
+    out = module.export(tmp_path / "from_ckpt")
+    codec = read_bundle_config(out)["codec"]
+    assert codec and Path(codec["path"]).resolve() == (chain["root"] / "codec_export").resolve()

@@ -130,6 +130,7 @@ class DualARLitModule(pl.LightningModule):
         self.model_config = resolve_model_config(model, self.tokenizer)
         self.model = DualAR(self.model_config)
         self._init_codec_dir: str | None = None
+        self._ckpt_codec_dir: str | None = None  # set when loaded from a checkpoint that records one
         if init_from:
             load_init_weights(self.model, init_from)
             if is_bundle(init_from):
@@ -200,11 +201,14 @@ class DualARLitModule(pl.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["s2_model_config"] = self.model_config.to_dict()
+        # so that a checkpoint exports (eval.py ckpt=<.ckpt>) with its codec, outside the training run
+        checkpoint["s2_codec_dir"] = self.codec_dir()
         if self.hparams.lora is not None and self.hparams.lora_adapter_only_ckpt:
             trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._ckpt_codec_dir = checkpoint.get("s2_codec_dir")
         if not self.strict_loading:
             trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
             missing = sorted(trainable - set(checkpoint["state_dict"]))
@@ -212,6 +216,18 @@ class DualARLitModule(pl.LightningModule):
                 raise ValueError(f"adapter checkpoint lacks trainable weights: {missing[:20]}")
 
     # ------------------------------------------------------------------ export
+    def codec_dir(self) -> str | None:
+        """The codec that made the training codes: `codec_dir`, else the data module's (the code dataset's
+        summary names it), else the one recorded in the checkpoint this module was loaded from, else the
+        codec of the `init_from` bundle."""
+        if self.hparams.codec_dir is not None:
+            return str(self.hparams.codec_dir)
+        if self._trainer is not None:
+            found = getattr(self.trainer.datamodule, "codec_dir", None)
+            if found:
+                return str(found)
+        return self._ckpt_codec_dir or self._init_codec_dir
+
     def merged_model(self) -> DualAR:
         """A copy of the model with LoRA merged (or the model itself without LoRA)."""
         if not has_lora(self.model):
@@ -226,12 +242,7 @@ class DualARLitModule(pl.LightningModule):
             "init_from": self.hparams.init_from,
             "lora": self.hparams.lora,
         }
-        codec_dir = self.hparams.codec_dir
-        if codec_dir is None and self._trainer is not None:
-            # The code dataset remembers which codec made it (CodesDataModule.codec_dir).
-            codec_dir = getattr(self.trainer.datamodule, "codec_dir", None)
-        if codec_dir is None:
-            codec_dir = self._init_codec_dir  # fine-tuning keeps the codec of the bundle it started from
+        codec_dir = self.codec_dir()
         if codec_dir is not None and not Path(codec_dir).exists():
             log.warning("codec dir %s not found; the bundle records no codec", codec_dir)
             codec_dir = None
