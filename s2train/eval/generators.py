@@ -47,12 +47,13 @@ def resolve_bundle(ckpt: str | Path) -> Path:
 
 
 def tts_generator(ckpt: str | Path | None = None, device: str = "cpu", max_seconds: float = 20.0,
-                  mode: str = "auto", **sampling: Any):  # fmt: skip
+                  mode: str = "auto", codec_dir: str | Path | None = None, **sampling: Any):  # fmt: skip
     """Return `generate_fn(items, seed) -> [(wav, sr)]` that synthesizes each item with the bundle's TTS.
 
     Each item is voiced with its prompt audio (`prompt_wav` + `prompt_text`) as the reference. Per-item seeds
     are derived from `seed` and the item position, so a run is reproducible and items are independent.
-    Without `ckpt` the ground-truth audio is returned (the ceiling run).
+    Without `ckpt` the ground-truth audio is returned (the ceiling run). `codec_dir` overrides the codec the
+    bundle records (needed for a bundle that records none).
     """
     if ckpt is None:
         log.info("no ckpt: the suite scores the ground-truth audio (ceiling)")
@@ -61,7 +62,9 @@ def tts_generator(ckpt: str | Path | None = None, device: str = "cpu", max_secon
 
     from s2train.inference.tts import TTS
 
-    tts = TTS.from_bundle(resolve_bundle(ckpt), device=device, mode=mode, max_seconds=max_seconds)
+    tts = TTS.from_bundle(
+        resolve_bundle(ckpt), device=device, mode=mode, max_seconds=max_seconds, codec_dir=codec_dir
+    )
 
     def generate(items: Sequence[EvalItem], seed: int = 0) -> list[tuple[np.ndarray, int]]:
         out = []

@@ -68,7 +68,9 @@ class TTS:
         model, tokenizer, bundle_codec = load_pretrained(bundle_dir, device=device, dtype=dtype)
         codec_dir = codec_dir or bundle_codec
         if codec_dir is None:
-            raise ValueError(f"bundle {bundle_dir} records no codec; pass codec_dir=")
+            raise ValueError(
+                f"bundle {bundle_dir} records no codec; pass codec_dir= (eval.py: codec_dir=<dir>)"
+            )
         return cls(model, tokenizer, load_codec(codec_dir, device=device), **kwargs)
 
     @property

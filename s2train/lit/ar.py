@@ -217,16 +217,17 @@ class DualARLitModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ export
     def codec_dir(self) -> str | None:
-        """The codec that made the training codes: `codec_dir`, else the data module's (the code dataset's
-        summary names it), else the one recorded in the checkpoint this module was loaded from, else the
-        codec of the `init_from` bundle."""
+        """The codec that made the training codes: `codec_dir`, else the first existing of the data module's
+        (the code dataset's summary names it), the one recorded in the checkpoint this module was loaded
+        from, and the codec of the `init_from` bundle."""
         if self.hparams.codec_dir is not None:
-            return str(self.hparams.codec_dir)
-        if self._trainer is not None:
-            found = getattr(self.trainer.datamodule, "codec_dir", None)
-            if found:
-                return str(found)
-        return self._ckpt_codec_dir or self._init_codec_dir
+            return str(self.hparams.codec_dir)  # given explicitly: a missing dir is warned about at export
+        found = getattr(self.trainer.datamodule, "codec_dir", None) if self._trainer is not None else None
+        # a code dataset can outlive the codec folder it names (moved or renamed): fall through to the next
+        for cand in (found, self._ckpt_codec_dir, self._init_codec_dir):
+            if cand and Path(cand).exists():
+                return str(cand)
+        return found or self._ckpt_codec_dir or self._init_codec_dir
 
     def merged_model(self) -> DualAR:
         """A copy of the model with LoRA merged (or the model itself without LoRA)."""
