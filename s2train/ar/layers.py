@@ -64,10 +64,14 @@ class RotaryTable(nn.Module):
             cos, sin = cos.bfloat16().float(), sin.bfloat16().float()
         return cos, sin
 
-    def reset(self) -> None:
-        """Recompute the tables in place (after `to_empty` from the meta device)."""
-        cos, sin = self._build(self.cos_sin.device)
-        self.cos_sin = torch.stack((cos, sin), dim=-1).to(self.cos_sin.dtype)
+    def reset(self, device: torch.device | str | None = None) -> None:
+        """Recompute the tables in place (after `to_empty`, or after changing `fp32_angles`), on `device`
+        (default: where they are); a meta table materialized elsewhere comes out in fp32."""
+        old = self.cos_sin
+        device = old.device if device is None else torch.device(device)
+        cos, sin = self._build(device)
+        dtype = torch.float32 if old.is_meta and device.type != "meta" else old.dtype
+        self.cos_sin = torch.stack((cos, sin), dim=-1).to(dtype)
 
     @property
     def cos(self) -> Tensor:

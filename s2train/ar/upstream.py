@@ -361,52 +361,22 @@ def layout_of(model: DualAR) -> UpstreamLayout:
     )  # fmt: skip
 
 
-def upstream_rope_tables(
-    head_dim: int, max_len: int, base: float, bf16: bool = True
-) -> tuple[Tensor, Tensor]:
-    """cos, sin [max_len, head_dim/2] computed as upstream does: fp32 frequencies and angles, then (as
-    trained) rounded to bf16. s2train's own tables use fp64 angles, which differ by one bf16 step in ~2% of
-    the S2 Pro entries (from position 64 on)."""
-    table = RotaryTable(head_dim, max_len, base, bf16, fp32_angles=True)
-    return table.cos, table.sin
-
-
-def _set_tables(m: RotaryTable, cos: Tensor, sin: Tensor, device: torch.device | str) -> None:
-    """Store tables in a RotaryTable, whichever buffer layout it uses (`cos_sin` [L, hd/2, 2] or `cos`/`sin`)."""
-    if "cos_sin" in m._buffers:
-        old = m._buffers["cos_sin"]
-        dtype = torch.float32 if old is None or old.is_meta else old.dtype
-        m.cos_sin = torch.stack((cos, sin), dim=-1).to(device=device, dtype=dtype)
-    elif "cos" in m._buffers:
-        m.cos, m.sin = cos.to(device), sin.to(device)
-    else:
-        raise RuntimeError(f"unknown RotaryTable buffers {list(m._buffers)}; update s2train.ar.upstream")
-
-
-def _table_device(m: RotaryTable) -> torch.device:
-    buf = next(iter(m.buffers()))
-    return torch.device("cpu") if buf.is_meta else buf.device
-
-
 def install_upstream_rope(model: nn.Module, device: torch.device | str | None = None) -> None:
-    """Replace every `RotaryTable`'s tables with `upstream_rope_tables` (lost again if the table is reset)."""
+    """Give every `RotaryTable` upstream's tables: fp32 frequencies and angles, then (as trained) bf16-rounded.
+    s2train's default fp64 angles differ by one bf16 step in ~2% of the S2 Pro entries (from position 64 on).
+    Sets `fp32_angles`, so a later `reset()` keeps them."""
     for m in model.modules():
         if isinstance(m, RotaryTable):
-            cos, sin = upstream_rope_tables(m.head_dim, m.max_len, m.base, m.bf16_tables)
-            _set_tables(m, cos, sin, device or _table_device(m))
-            m.fp32_angles = True  # `reset()` recomputes the same tables
+            m.fp32_angles = True
+            m.reset(device if device is not None else ("cpu" if m.cos_sin.is_meta else None))
 
 
 def _materialize_buffers(model: DualAR, upstream_rope: bool) -> None:
     """Fill the non-persistent buffers left on the meta device by a meta-built model."""
     for m in model.modules():
         if isinstance(m, RotaryTable):
-            if upstream_rope:
-                cos, sin = upstream_rope_tables(m.head_dim, m.max_len, m.base, m.bf16_tables)
-            else:
-                fresh = RotaryTable(m.head_dim, m.max_len, m.base, m.bf16_tables, m.fp32_angles)
-                cos, sin = fresh.cos, fresh.sin
-            _set_tables(m, cos, sin, "cpu")
+            m.fp32_angles = m.fp32_angles or upstream_rope
+            m.reset("cpu")
     cfg = model.config
     model.codebook_offsets = torch.arange(cfg.num_codebooks) * cfg.codebook_size
     left = [n for n, b in model.named_buffers() if b.is_meta]
@@ -433,7 +403,7 @@ def import_s2pro(
     Args:
         directory: holds config.json + safetensors (+ index).
         dtype: cast floating tensors (None keeps the file's dtype, bf16 for the release).
-        upstream_rope: use upstream's rotary tables (see `upstream_rope_tables`).
+        upstream_rope: use upstream's rotary tables (see `install_upstream_rope`).
     Returns:
         (model in eval mode on CPU, its DualARConfig, meta) with meta = {"config": the raw config.json,
         "layout": UpstreamLayout, "source": str, "num_tensors": int}.

@@ -84,6 +84,11 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
+def _unhearable(audio: np.ndarray) -> bool:
+    """Too short (< 50 ms), non-finite or silent audio: nothing for Whisper to hear."""
+    return audio.size < ASR_SAMPLE_RATE // 20 or not np.isfinite(audio).all() or np.abs(audio).max() < 1e-4
+
+
 class FasterWhisperASR:
     """Greedy Whisper transcription through faster-whisper (CTranslate2).
 
@@ -158,12 +163,7 @@ class FasterWhisperASR:
         texts = []
         for wav in wavs:
             audio = prepare_wav(wav, sample_rate)
-            # Too short, broken or silent: Whisper would only hallucinate, and an empty transcript scores 1.0.
-            if (
-                audio.size < ASR_SAMPLE_RATE // 20
-                or not np.isfinite(audio).all()
-                or np.abs(audio).max() < 1e-4
-            ):
+            if _unhearable(audio):  # Whisper would only hallucinate; an empty transcript scores WER 1.0
                 texts.append("")
                 continue
             segments, _ = self.model.transcribe(
@@ -204,12 +204,7 @@ class FasterWhisperASR:
         for wav, text in zip(wavs, texts):
             audio = prepare_wav(wav, sample_rate)
             ids = tok.encode(" " + text.strip()) if text.strip() else []
-            if (
-                not ids
-                or audio.size < ASR_SAMPLE_RATE // 20
-                or not np.isfinite(audio).all()
-                or np.abs(audio).max() < 1e-4
-            ):
+            if not ids or _unhearable(audio):
                 out.append(float("nan"))
                 continue
             feats = model.feature_extractor(audio)

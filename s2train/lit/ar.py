@@ -223,11 +223,10 @@ class DualARLitModule(pl.LightningModule):
         if self.hparams.codec_dir is not None:
             return str(self.hparams.codec_dir)  # given explicitly: a missing dir is warned about at export
         found = getattr(self.trainer.datamodule, "codec_dir", None) if self._trainer is not None else None
-        # a code dataset can outlive the codec folder it names (moved or renamed): fall through to the next
-        for cand in (found, self._ckpt_codec_dir, self._init_codec_dir):
-            if cand and Path(cand).exists():
-                return str(cand)
-        return found or self._ckpt_codec_dir or self._init_codec_dir
+        candidates = [str(c) for c in (found, self._ckpt_codec_dir, self._init_codec_dir) if c]
+        # a code dataset can outlive the codec folder it names (moved or renamed): take the first that exists;
+        # if none does, the first one (export warns that it is missing)
+        return next((c for c in candidates if Path(c).exists()), candidates[0] if candidates else None)
 
     def merged_model(self) -> DualAR:
         """A copy of the model with LoRA merged (or the model itself without LoRA)."""
