@@ -43,6 +43,11 @@ class DualARConfig:
     fast_head_dim: int = 16
     fast_ffn_dim: int = 192
     dropout: float = 0.0
+    # Training only: probability that an audio frame's input embedding (semantic token + all codebooks) is
+    # replaced by zeros, per position. Like Tacotron's always-on pre-net dropout, it weakens the shortcut of
+    # predicting codes from the codes before them, so the slow AR has to lean on the transcript (the alignment).
+    # Generation never drops (inference runs the model in eval mode).
+    audio_input_dropout: float = 0.0
     # Per-head q/k RMSNorm in the slow / fast attention (released S2 Pro: slow yes, fast no), and a bias on the
     # fast AR's input projection when fast_dim != dim (upstream's project_in has one).
     qk_norm: bool = True
@@ -58,7 +63,7 @@ class DualARConfig:
         if self.codebook_sizes is not None:
             self.codebook_sizes = [int(c) for c in self.codebook_sizes]
         # YAML 1.1 reads "1e-6" as a string; accept it rather than fail deep inside a layer.
-        for name in ("rope_base", "norm_eps", "dropout"):
+        for name in ("rope_base", "norm_eps", "dropout", "audio_input_dropout"):
             value = getattr(self, name)
             if isinstance(value, str):
                 try:
@@ -132,6 +137,10 @@ class DualARConfig:
                 )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"DualARConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.audio_input_dropout < 1.0:
+            raise ValueError(
+                f"DualARConfig.audio_input_dropout must be in [0, 1), got {self.audio_input_dropout}"
+            )
         if self.rope_base <= 0 or self.norm_eps <= 0:
             raise ValueError("DualARConfig.rope_base and norm_eps must be > 0")
         return self

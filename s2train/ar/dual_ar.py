@@ -77,7 +77,9 @@ class DualAR(nn.Module):
     def embed(self, tokens: Tensor, codes: Tensor, audio_mask: Tensor) -> Tensor:
         """The one input-embedding function, used by training and inference alike.
 
-        `x = (E_tok[tok] + sum_k E_k[q_k]) / sqrt(K + 1)` at audio positions, `E_tok[tok]` elsewhere.
+        `x = (E_tok[tok] + sum_k E_k[q_k]) / sqrt(K + 1)` at audio positions, `E_tok[tok]` elsewhere. In
+        training mode with `config.audio_input_dropout = p > 0`, each audio position's `x` is zeroed with
+        probability p (the frame's content is hidden from the positions after it; targets are unchanged).
 
         Args:
             tokens: [B, L] token ids (semantic_start + q0 at audio positions).
@@ -103,6 +105,10 @@ class DualAR(nn.Module):
         else:
             cb = table(idx).sum(dim=1)
         fused = (x + cb) * self.embed_scale
+        p = self.config.audio_input_dropout
+        if p > 0 and self.training:
+            keep = torch.rand(mask.shape, device=mask.device) >= p
+            fused = fused * keep[..., None].to(fused.dtype)
         return torch.where(mask[..., None], fused, x)
 
     def forward(

@@ -132,6 +132,10 @@ class Attention(nn.Module):
         self.q_norm: nn.Module = RMSNorm(head_dim, eps) if qk_norm else nn.Identity()
         self.k_norm: nn.Module = RMSNorm(head_dim, eps) if qk_norm else nn.Identity()
         self.dropout = dropout
+        # Set by training code that needs this layer's attention pattern (the alignment-prior loss): the
+        # forward then keeps its rotated (q [B, H, L, hd], k [B, Hkv, L, hd]) in `captured`.
+        self.capture = False
+        self.captured: tuple[Tensor, Tensor] | None = None
 
     def forward(
         self,
@@ -159,6 +163,8 @@ class Attention(nn.Module):
         qk = apply_rope(torch.cat([self.q_norm(q), self.k_norm(k)], dim=2), rot).transpose(1, 2)
         q, k = qk.split([h, hkv], dim=1)
         v = v.transpose(1, 2)
+        if self.capture:
+            self.captured = (q, k)
         if cache is not None:
             if mask is None or slots is None:
                 raise ValueError("Attention: a KV cache needs both `slots` and an explicit `mask`")

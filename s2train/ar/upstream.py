@@ -430,7 +430,14 @@ def load_s2pro_weights(model: DualAR, directory: str | Path, upstream_rope: bool
     training module), strictly; adapts its modules first. Raises ValueError listing disagreeing config fields."""
     d = Path(directory)
     cfg, layout = config_from_upstream(read_upstream_config(d), str(d / CONFIG_FILE))
-    ignore = {"codebook_sizes", "dropout", "max_seq_len", "rope_bf16_tables", "rope_fp32_angles"}
+    ignore = {
+        "audio_input_dropout",
+        "codebook_sizes",
+        "dropout",
+        "max_seq_len",
+        "rope_bf16_tables",
+        "rope_fp32_angles",
+    }
     mine = model.config.to_dict()
     diff = {k: (mine[k], v) for k, v in cfg.to_dict().items() if k not in ignore and mine.get(k) != v}
     if diff:

@@ -152,6 +152,7 @@ class CodesDataset(Dataset):
             "codes": prompt.codes,
             "audio_mask": prompt.audio_mask,
             "loss_mask": prompt.loss_mask,
+            "text_mask": prompt.text_mask,
         }
 
 
@@ -160,7 +161,7 @@ def collate_prompts(items: Sequence[dict[str, torch.Tensor]], pad_id: int) -> di
 
     Returns:
         `tokens [B, L]` (pad_id), `codes [B, K, L]` (0), `audio_mask [B, L]`, `loss_mask [B, L]` (False on
-        padding), `lengths [B]`.
+        padding), `lengths [B]`; `text_mask [B, L]` when every item has one.
     """
     if not items:
         raise ValueError("collate_prompts: empty batch")
@@ -178,7 +179,13 @@ def collate_prompts(items: Sequence[dict[str, torch.Tensor]], pad_id: int) -> di
         codes[i, :, :m] = it["codes"]
         audio[i, :m] = it["audio_mask"]
         loss[i, :m] = it["loss_mask"]
-    return {"tokens": tokens, "codes": codes, "audio_mask": audio, "loss_mask": loss, "lengths": lengths}
+    batch = {"tokens": tokens, "codes": codes, "audio_mask": audio, "loss_mask": loss, "lengths": lengths}
+    if all(it.get("text_mask") is not None for it in items):
+        text = torch.zeros(b, n, dtype=torch.bool)
+        for i, it in enumerate(items):
+            text[i, : it["tokens"].shape[0]] = it["text_mask"]
+        batch["text_mask"] = text
+    return batch
 
 
 class PromptCollator:

@@ -16,7 +16,7 @@ import torch
 
 from s2train.ar.config import DualARConfig
 from s2train.ar.dual_ar import DualAR
-from s2train.ar.losses import dual_ar_loss
+from s2train.ar.losses import alignment_prior_loss, dual_ar_loss
 from s2train.ar.losses import fast_weights as resolve_fast_weights
 from s2train.bundle import export_bundle, is_bundle, load_init_weights, read_bundle_config
 from s2train.lit.lora import apply_lora, has_lora, merge_lora, save_adapter
@@ -93,6 +93,9 @@ class DualARLitModule(pl.LightningModule):
             `init_from` for the frozen base).
         codec_dir: codec recorded in exported bundles (None: the data module's `codec_dir`, read from the
             code dataset's summary.json when it names one, else the codec of the `init_from` bundle).
+        align_weight: weight of the alignment-prior loss (`s2train.ar.losses.alignment_prior_loss`; 0 = off).
+            It guides `align_heads` query heads of slow layer `align_layer` toward the transcript token being
+            spoken (prior width `align_sigma`) and logs `align_loss` and `align_mass`.
     """
 
     def __init__(
@@ -118,6 +121,10 @@ class DualARLitModule(pl.LightningModule):
         lora: dict[str, Any] | str | None = None,
         lora_adapter_only_ckpt: bool = True,
         codec_dir: str | None = None,
+        align_weight: float = 0.0,
+        align_layer: int = 1,
+        align_heads: int = 1,
+        align_sigma: float = 0.2,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -148,6 +155,17 @@ class DualARLitModule(pl.LightningModule):
             elif lora_adapter_only_ckpt:
                 # Frozen base weights are not in the checkpoint; they come from init_from on resume.
                 self.strict_loading = False
+        if align_weight < 0 or align_sigma <= 0 or align_heads < 1:
+            raise ValueError(
+                f"align_weight={align_weight} must be >= 0, align_sigma={align_sigma} > 0, align_heads={align_heads} >= 1"
+            )
+        self._align_attn = None
+        if align_weight > 0:
+            n_layers = len(self.model.slow.layers)
+            if not 0 <= align_layer < n_layers:
+                raise ValueError(f"align_layer={align_layer} must be in [0, {n_layers}) (slow AR layers)")
+            self._align_attn = self.model.slow.layers[align_layer].attn
+            self._align_attn.capture = True
         self.weights = resolve_fast_weights(fast_weights, self.model_config.num_codebooks, fast_weight_decay)
         log.info("fast loss weights w(k) = %s", [round(w, 3) for w in self.weights])
 
@@ -157,10 +175,18 @@ class DualARLitModule(pl.LightningModule):
         # Logits only at target positions: the [B, L, V] tensor is the memory peak at S2 vocab sizes.
         out = self.model(batch["tokens"], batch["codes"], batch["audio_mask"], compute_logits=False)
         hp = self.hparams
-        return dual_ar_loss(
+        metrics = dual_ar_loss(
             None, out.hidden, batch, self.model.fast_forward, self.weights,
             hp.lambda_slow, hp.lambda_fast, hp.max_fast_frames, logits_fn=self.model.slow.logits,
         )  # fmt: skip
+        if self._align_attn is not None and self._align_attn.captured is not None:
+            q, k = self._align_attn.captured
+            self._align_attn.captured = None
+            align, mass = alignment_prior_loss(q, k, batch, hp.align_heads, hp.align_sigma)
+            metrics["loss"] = metrics["loss"] + hp.align_weight * align
+            metrics["align_loss"] = align.detach()
+            metrics["align_mass"] = mass
+        return metrics
 
     def _log_metrics(self, stage: str, metrics: dict[str, torch.Tensor], batch_size: int) -> None:
         on_step = stage == "train"

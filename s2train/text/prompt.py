@@ -56,12 +56,15 @@ class Prompt:
         audio_mask: `[L]` bool, True at codec-frame positions.
         loss_mask: `[L]` bool, True where the token is a slow-loss *target* (assistant frames + closing
             `<|im_end|>` of the final turn).
+        text_mask: `[L]` bool, True at the tokens of the final user turn's text (the transcript the target
+            frames speak); used by the alignment-prior loss. None when built by hand.
     """
 
     tokens: torch.Tensor
     codes: torch.Tensor
     audio_mask: torch.Tensor
     loss_mask: torch.Tensor
+    text_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -77,10 +80,22 @@ class _Builder:
         self.codes: list[torch.Tensor] = []
         self.audio: list[torch.Tensor] = []
         self.loss: list[torch.Tensor] = []
+        self.text_marks: list[torch.Tensor] = []
 
-    def text(self, s: str, loss: bool = False) -> None:
+    def text(self, s: str, loss: bool = False, mark_after: str | None = None) -> None:
+        """Append text tokens. `mark_after`: a prefix of `s`; the tokens after it up to the next `<|im_end|>`
+        are marked in `text_mask`. The segment is encoded whole, so marking never changes the tokens."""
         ids = torch.tensor(self.tok.encode(s), dtype=torch.long)
         n = ids.numel()
+        mark = torch.zeros(n, dtype=torch.bool)
+        if mark_after is not None:
+            pre = self.tok.encode(mark_after)
+            # A BPE merge across the boundary shortens the prefix by one token at most.
+            start = len(pre) if ids[: len(pre)].tolist() == pre else max(len(pre) - 1, 0)
+            ends = (ids[start:] == self.tok.im_end_id).nonzero()
+            end = start + int(ends[0]) if len(ends) else n
+            mark[start:end] = True
+        self.text_marks.append(mark)
         self.tokens.append(ids)
         self.codes.append(torch.zeros(self.k, n, dtype=torch.long))
         self.audio.append(torch.zeros(n, dtype=torch.bool))
@@ -88,6 +103,7 @@ class _Builder:
 
     def frames(self, codes: torch.Tensor, loss: bool = False) -> None:
         n = codes.shape[1]
+        self.text_marks.append(torch.zeros(n, dtype=torch.bool))
         self.tokens.append(codes[0] + self.tok.semantic_start)
         self.codes.append(codes)
         self.audio.append(torch.ones(n, dtype=torch.bool))
@@ -99,6 +115,7 @@ class _Builder:
             codes=torch.cat(self.codes, dim=1),
             audio_mask=torch.cat(self.audio),
             loss_mask=torch.cat(self.loss),
+            text_mask=torch.cat(self.text_marks),
         )
 
 
@@ -190,7 +207,7 @@ def build_prompt(
         b.frames(ctx_codes)
         b.text(f"{IM_END}\n")
 
-    b.text(f"{IM_START}user\n{text}{IM_END}\n{IM_START}assistant\n{VOICE}")
+    b.text(f"{IM_START}user\n{text}{IM_END}\n{IM_START}assistant\n{VOICE}", mark_after=f"{IM_START}user\n")
     if target_codes is not None:
         target_codes = _check_codes(target_codes, num_codebooks, tokenizer, "target")
         b.frames(target_codes, loss=True)

@@ -68,6 +68,22 @@ def test_embed_ignores_codes_at_text_positions(tiny_model, tiny_cfg, random_batc
     assert torch.equal(tiny_model.embed(tokens, codes, audio), tiny_model.embed(tokens, codes2, audio))
 
 
+def test_audio_input_dropout_hides_some_audio_frames_in_training_only(tiny_cfg, random_batch):
+    tokens, codes, audio = random_batch(tiny_cfg, b=4, n=64)
+    torch.manual_seed(0)
+    model = DualAR(DualARConfig.from_dict(tiny_cfg.to_dict(), audio_input_dropout=0.5))
+    plain = model.eval().embed(tokens, codes, audio)
+    torch.manual_seed(1)
+    dropped = model.train().embed(tokens, codes, audio)
+    zero = dropped.abs().sum(-1) == 0
+    assert not zero[~audio].any()  # text positions are never dropped
+    assert torch.equal(dropped[~zero], plain[~zero])  # kept positions are untouched (no rescaling)
+    frac = zero[audio].float().mean().item()
+    assert 0.35 < frac < 0.65, frac
+    with pytest.raises(ValueError, match="audio_input_dropout"):
+        DualARConfig.from_dict(tiny_cfg.to_dict(), audio_input_dropout=1.0).validate()
+
+
 def test_document_ids_equal_separate_forwards(tiny_model, tiny_cfg, random_batch):
     tokens, codes, audio = random_batch(tiny_cfg, b=1, n=10)
     doc = torch.tensor([[0] * 4 + [1] * 6])

@@ -226,3 +226,79 @@ def test_bench_train_script_runs():
         ["--size", "tiny", "--batch-size", "2", "--frames", "8", "--steps", "2", "--warmup", "1"]
     )
     assert result["frames_per_s"] > 0 and result["seq_len"] > 12
+
+
+# ---------------------------------------------------------------- alignment prior
+def _align_batch(n_text=4, n_frames=8):
+    """One prompt: 2 scaffold tokens, n_text transcript tokens, 1 scaffold, n_frames target frames."""
+    n = 3 + n_text + n_frames
+    text = torch.zeros(1, n, dtype=torch.bool)
+    text[0, 2 : 2 + n_text] = True
+    audio = torch.zeros(1, n, dtype=torch.bool)
+    audio[0, 3 + n_text :] = True
+    return {"text_mask": text, "audio_mask": audio, "loss_mask": audio.clone()}, n
+
+
+def _one_hot_attention(n, targets, hd=64, scale=40.0):
+    """q, k [1, 1, n, hd] whose softmax attention sends query p to key targets[p] (~one-hot)."""
+    k = torch.zeros(1, 1, n, hd)
+    k[0, 0, torch.arange(n), torch.arange(n)] = 1.0
+    q = torch.zeros(1, 1, n, hd)
+    q[0, 0, torch.arange(n), torch.as_tensor(targets)] = scale * math.sqrt(hd)
+    return q, k
+
+
+def test_alignment_prior_prefers_the_diagonal():
+    from s2train.ar.losses import alignment_prior_loss
+
+    batch, n = _align_batch()
+    text_pos = [2, 3, 4, 5]
+    frame_query = list(range(6, 14))  # queries predicting frames 0..7
+    diag = list(range(n))
+    back = list(range(n))
+    audio_only = list(range(n))
+    for f, p in enumerate(frame_query):
+        diag[p] = text_pos[f // 2]  # frame f speaks token f // 2
+        back[p] = text_pos[3 - f // 2]
+        audio_only[p] = p  # attends to itself, never to the text
+    losses = {}
+    for name, tgt in [("diag", diag), ("back", back), ("audio", audio_only)]:
+        q, k = _one_hot_attention(n, tgt)
+        losses[name], mass = alignment_prior_loss(q, k, batch, heads=1, sigma=0.2)
+        assert mass == pytest.approx(0.0 if name == "audio" else 1.0, abs=1e-3), name
+    assert losses["diag"] < 0.1 < losses["back"] < losses["audio"], losses
+
+
+def test_alignment_prior_gradient_moves_a_head_onto_the_text():
+    from s2train.ar.losses import alignment_prior_loss
+
+    torch.manual_seed(0)
+    batch, n = _align_batch()
+    q = torch.randn(1, 2, n, 16, requires_grad=True)
+    k = torch.randn(1, 1, n, 16, requires_grad=True)
+    opt = torch.optim.SGD([q, k], lr=0.5)
+    first, mass0 = alignment_prior_loss(q, k, batch, heads=1)
+    for _ in range(50):
+        opt.zero_grad()
+        loss, _ = alignment_prior_loss(q, k, batch, heads=1)
+        loss.backward()
+        opt.step()
+    last, mass1 = alignment_prior_loss(q, k, batch, heads=1)
+    assert last < 0.5 * first and mass1 > mass0 + 0.3, (first, last, mass0, mass1)
+    assert q.grad[:, 1].abs().sum() == 0  # only the guided head
+
+
+def test_module_alignment_prior_is_logged_and_checked(data):
+    dm, root = data
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert "text_mask" in batch and batch["text_mask"].any()
+    module = _module(root, align_weight=0.5, align_layer=0)
+    out = module(batch)
+    plain = _module(root)
+    plain.model.load_state_dict(module.model.state_dict())
+    base = plain(batch)
+    assert "align_loss" not in base and 0.0 <= float(out["align_mass"]) <= 1.0
+    assert float(out["loss"]) == pytest.approx(float(base["loss"] + 0.5 * out["align_loss"]), rel=1e-5)
+    with pytest.raises(ValueError, match="align_layer"):
+        _module(root, align_weight=0.5, align_layer=5)

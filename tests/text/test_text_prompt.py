@@ -89,3 +89,18 @@ def test_reference_without_transcript(tok):
     ref = _codes(2, 0)
     p = build_prompt(tok, "hi", references=[Reference(" ", ref, speaker=1)])
     assert "Text:\n<|speaker:1|>\nSpeech:\n" + _frames(ref) in render_prompt(tok, p)
+
+
+@pytest.mark.parametrize(
+    "text", ["plain words here.", "<|speaker:0|>Hi [laugh] there <|speaker:1|>yes", " x"]
+)
+def test_text_mask_marks_exactly_the_final_transcript(tok, text):
+    ctx = [("earlier turn", _codes(3, 2))]
+    p = build_prompt(tok, text, references=[Reference("ref words", _codes(4, 0))], context=ctx,
+                     target_codes=_codes(5, 1))  # fmt: skip
+    assert p.text_mask.shape == p.tokens.shape
+    assert tok.decode(p.tokens[p.text_mask].tolist()) == text
+    marked = p.text_mask.nonzero().flatten()
+    assert int(marked[-1] - marked[0]) + 1 == len(marked)  # one contiguous span
+    assert int(p.tokens[marked[-1] + 1]) == tok.im_end_id
+    assert not (p.text_mask & p.audio_mask).any()
