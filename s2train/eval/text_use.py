@@ -12,7 +12,12 @@ of its codebook-0 information comes from the text). It is cheap (two teacher-for
 during pre-training, the question generation answers only after the fact.
 
     python -m s2train.eval.text_use model=<bundle dir or Lightning .ckpt> codes=<encoded dataset dir> \
-        [split=val] [max_items=96] [batch_size=8] [seed=0]
+        [split=val] [max_items=96] [batch_size=8] [seed=0] [heads=1]
+
+`heads=1` adds a per-layer, per-head table of the slow AR's attention at target frames: the mass on the
+transcript's tokens and the alignment-prior loss (`s2train.ar.losses.alignment_prior_loss`, sigma 0.2; about
+0.1 for a head that follows the diagonal, about 3 for one spread over the text). It shows whether any head
+has learned where in the text the speech is.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from s2train.ar.dual_ar import DualAR
-from s2train.ar.losses import selected_slow_logits
+from s2train.ar.losses import alignment_prior_loss, selected_slow_logits
 from s2train.text.tokenizer import S2Tokenizer
 
 log = logging.getLogger(__name__)
@@ -104,6 +109,43 @@ def text_use(
     return TextUse(len(rows), n, loss_r, loss_s, acc_r, acc_s)
 
 
+@torch.no_grad()
+def head_alignment(
+    model: DualAR, tok: S2Tokenizer, rows: Sequence[dict], batch_size: int = 8, sigma: float = 0.2
+) -> list[list[dict]]:
+    """Per slow layer, per query head: `{"mass": ..., "prior_loss": ...}` averaged over batches of `rows`
+    (right transcripts, no references). See `alignment_prior_loss` for both figures."""
+    from s2train.data.codes import CodesDataset, collate_prompts
+
+    ds = CodesDataset(rows, tok, model.config.num_codebooks, model.config.max_seq_len, ref_prob=0.0)
+    layers = [layer.attn for layer in model.slow.layers]
+    h, group = model.config.n_heads, model.config.n_heads // model.config.n_kv_heads
+    sums = [[[0.0, 0.0] for _ in range(h)] for _ in layers]
+    batches = 0
+    was_training, flags = model.training, [a.capture for a in layers]
+    model.eval()
+    try:
+        for a in layers:
+            a.capture = True
+        for i in range(0, len(ds), batch_size):
+            b = collate_prompts([ds[j] for j in range(i, min(i + batch_size, len(ds)))], tok.pad_id)
+            model(b["tokens"], b["codes"], b["audio_mask"], compute_logits=False)
+            for li, a in enumerate(layers):
+                q, k = a.captured
+                for hi in range(h):
+                    loss, mass = alignment_prior_loss(
+                        q[:, hi : hi + 1], k[:, hi // group : hi // group + 1], b, 1, sigma
+                    )
+                    sums[li][hi][0] += float(mass)
+                    sums[li][hi][1] += float(loss)
+            batches += 1
+    finally:
+        for a, f in zip(layers, flags):
+            a.capture, a.captured = f, None
+        model.train(was_training)
+    return [[{"mass": m / batches, "prior_loss": v / batches} for m, v in layer] for layer in sums]
+
+
 def load_model(source: str | Path) -> tuple[DualAR, S2Tokenizer]:
     """A bundle directory (`s2train.load_pretrained`) or a Lightning checkpoint of `recipe=pretrain/finetune`."""
     p = Path(source)
@@ -138,7 +180,7 @@ def read_rows(codes_dir: str | Path, split: str, max_items: int | None) -> list[
 def main(argv: list[str] | None = None) -> dict:
     """CLI entry point (``python -m s2train.eval.text_use``); prints and returns the figures."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = dict(split="val", max_items="96", batch_size="8", seed="0")
+    args = dict(split="val", max_items="96", batch_size="8", seed="0", heads="0")
     for a in sys.argv[1:] if argv is None else argv:
         if "=" not in a:
             raise SystemExit(f"expected key=value arguments, got {a!r}\n{__doc__}")
@@ -156,6 +198,13 @@ def main(argv: list[str] | None = None) -> dict:
         f"slow loss {res['loss_right']:.3f} with the right text, {res['loss_shuffled']:.3f} with shuffled text: "
         f"gap {res['gap']:.3f} nats/token over {res['tokens']} tokens of {res['items']} items"
     )
+    if args["heads"] not in ("0", "false", "False"):
+        table = head_alignment(model, tok, rows, int(args["batch_size"]))
+        res["heads"] = table
+        print("slow-AR attention at target frames: mass on the transcript / alignment-prior loss")
+        for li, layer in enumerate(table):
+            cells = "  ".join(f"h{hi} {c['mass']:.3f}/{c['prior_loss']:.2f}" for hi, c in enumerate(layer))
+            print(f"  layer {li}: {cells}")
     return res
 
 

@@ -93,6 +93,11 @@ def test_cli_reads_a_bundle_and_an_encoded_dataset(tmp_path, tok, capsys, one_th
     assert torch.is_grad_enabled()  # the CLI leaves the process's autograd state alone
     assert res["items"] == 6 and res["gap"] == pytest.approx(res["loss_shuffled"] - res["loss_right"])
     assert "gap" in capsys.readouterr().out
+    res = main([f"model={tmp_path / 'bundle'}", f"codes={tmp_path / 'codes'}", "max_items=6", "heads=1"])
+    table = res["heads"]
+    assert len(table) == model.config.n_layers and all(len(layer) == model.config.n_heads for layer in table)
+    assert all(0.0 <= c["mass"] <= 1.0 and c["prior_loss"] > 0 for layer in table for c in layer)
+    assert "layer 0:" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown argument"):
         main([f"model={tmp_path / 'bundle'}", f"codes={tmp_path / 'codes'}", "oops=1"])
     with pytest.raises(ValueError, match="no rows with split"):
