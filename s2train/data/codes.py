@@ -75,6 +75,7 @@ class CodesDataset(Dataset):
         self.skipped = SkipReport()
         self.items: list[dict] = []
         self.lengths: list[int] = []
+        tokenizer.prefetch_transcripts(str(r.get("text") or "") for r in rows)  # g2p tokenizers only
         for row in rows:
             codes = torch.as_tensor(row["codes"], dtype=torch.long)
             if codes.dim() != 2 or codes.shape[0] != self.k:
@@ -90,7 +91,8 @@ class CodesDataset(Dataset):
                 self._note(row, f"codebook-0 codes outside [0, num_semantic={tokenizer.num_semantic})")
                 continue
             # Exact prompt length without reference: the user/assistant segment, the frames, <|im_end|>.
-            length = len(tokenizer.encode(_USER_SEGMENT.format(text=row["text"]))) + codes.shape[1] + 1
+            text = tokenizer.transcript(row["text"])
+            length = len(tokenizer.encode(_USER_SEGMENT.format(text=text))) + codes.shape[1] + 1
             if length > max_tokens:
                 self.skipped.too_long += 1
                 self._note(row, f"{length} tokens > max_tokens={max_tokens}")
@@ -199,15 +201,28 @@ class PromptCollator:
 
 
 def ensure_tokenizer(
-    tokenizer_dir: str | Path, texts: Sequence[str], vocab_size: int, num_semantic: int
+    tokenizer_dir: str | Path,
+    texts: Sequence[str],
+    vocab_size: int,
+    num_semantic: int,
+    g2p: str | None = None,
 ) -> S2Tokenizer:
-    """Load the tokenizer in `tokenizer_dir`, training and saving it on `texts` first when missing."""
+    """Load the tokenizer in `tokenizer_dir`, training and saving it on `texts` first when missing.
+
+    `g2p` ("espeak", "espeak:<voice>" or None) is the transcript front-end of a newly trained tokenizer; an
+    existing tokenizer must have been trained with the same one."""
+    g2p = None if g2p in ("", "none") else g2p
     if S2Tokenizer.exists(tokenizer_dir):
         tok = S2Tokenizer.load(tokenizer_dir)
         if tok.num_semantic != num_semantic:
             raise ValueError(
                 f"tokenizer in {tokenizer_dir} has num_semantic={tok.num_semantic}, data needs {num_semantic}; "
                 "delete it or point tokenizer_dir elsewhere"
+            )
+        if tok.g2p != g2p:
+            raise ValueError(
+                f"tokenizer in {tokenizer_dir} was trained with g2p={tok.g2p!r}, the data config asks for "
+                f"g2p={g2p!r}; point tokenizer_dir elsewhere or set data.g2p={tok.g2p}"
             )
         return tok
     log.info(
@@ -217,7 +232,7 @@ def ensure_tokenizer(
         len(texts),
         tokenizer_dir,
     )
-    tok = S2Tokenizer.train(texts, vocab_size=vocab_size, num_semantic=num_semantic)
+    tok = S2Tokenizer.train(texts, vocab_size=vocab_size, num_semantic=num_semantic, g2p=g2p)
     tok.save(tokenizer_dir)
     return tok
 
@@ -234,6 +249,8 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
         num_semantic: semantic token range (codebook-0 size). None: max code in codebook 0 + 1, rounded up
             to a multiple of 64.
         vocab_size: text BPE size when training the tokenizer.
+        g2p: transcript front-end of a tokenizer trained here (`s2train.text.g2p`: "espeak", "espeak:<voice>"
+            or None for raw text); an existing tokenizer must match it.
         max_tokens: context guard (items over it are skipped and counted).
         ref_prob: probability of a same-speaker voice reference in a training example.
         train_splits / val_splits: values of the `split` column.
@@ -259,6 +276,7 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
         speakers: Sequence[str] | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        g2p: str | None = None,
     ) -> None:
         super().__init__()
         self.dataset_dir, self.tokenizer_dir = str(dataset_dir), str(tokenizer_dir)
@@ -273,7 +291,7 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
             top = max(max(r["codes"][0]) for rows in self._rows.values() for r in rows if r["codes"])
             num_semantic = ((top + 1 + 63) // 64) * 64
         train_texts = [r["text"] for s in self.train_splits for r in self._rows.get(s, [])]
-        self.tokenizer = ensure_tokenizer(self.tokenizer_dir, train_texts, vocab_size, num_semantic)
+        self.tokenizer = ensure_tokenizer(self.tokenizer_dir, train_texts, vocab_size, num_semantic, g2p)
         self.codec_dir = self._codec_from_summary()
         self.train_set: CodesDataset | None = None
         self.val_set: CodesDataset | None = None

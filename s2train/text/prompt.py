@@ -193,7 +193,7 @@ def build_prompt(
                 raise ValueError(f"reference {i}: text must be a str, got {type(ref.text).__name__}")
             _check_text(ref.text, f"reference {i}", allow_empty=True)
             # A reference without transcript is allowed (voice only): the marker stands alone.
-            ref_text = ref.text if ref.text.strip() else ""
+            ref_text = tokenizer.transcript(ref.text) if ref.text.strip() else ""
             if not ref_text.startswith("<|speaker:"):
                 ref_text = speaker_tag(ref.speaker) + ref_text
             b.text(f"\nText:\n{ref_text}\nSpeech:\n")
@@ -201,12 +201,13 @@ def build_prompt(
         b.text(f"{IM_END}\n")
 
     for i, (ctx_text, ctx_codes) in enumerate(context):
-        ctx_text = _check_text(ctx_text, f"context turn {i}")
+        ctx_text = tokenizer.transcript(_check_text(ctx_text, f"context turn {i}"))
         ctx_codes = _check_codes(ctx_codes, num_codebooks, tokenizer, f"context turn {i}")
         b.text(f"{IM_START}user\n{ctx_text}{IM_END}\n{IM_START}assistant\n{VOICE}")
         b.frames(ctx_codes)
         b.text(f"{IM_END}\n")
 
+    text = tokenizer.transcript(text)
     b.text(f"{IM_START}user\n{text}{IM_END}\n{IM_START}assistant\n{VOICE}", mark_after=f"{IM_START}user\n")
     if target_codes is not None:
         target_codes = _check_codes(target_codes, num_codebooks, tokenizer, "target")

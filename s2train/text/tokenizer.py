@@ -34,9 +34,13 @@ class S2Tokenizer:
         num_semantic: size of the `<|semantic:i|>` range.
     """
 
-    def __init__(self, tokenizer: Tokenizer, num_semantic: int):
+    def __init__(self, tokenizer: Tokenizer, num_semantic: int, g2p: str | None = None):
         self._tok = tokenizer
         self.num_semantic = int(num_semantic)
+        # Optional transcript front-end (`s2train.text.g2p`): applied by `transcript()` to the words a prompt
+        # speaks (never to control tokens); saved with the tokenizer so every user of it converts alike.
+        self.g2p = g2p if g2p not in ("", "none") else None
+        self._g2p_fn = None
         for name in CHAT_SPECIAL_TOKENS:
             if tokenizer.token_to_id(name) is None:
                 raise ValueError(f"tokenizer lacks special token {name!r}")
@@ -63,6 +67,7 @@ class S2Tokenizer:
         vocab_size: int = 2048,
         num_semantic: int = 4096,
         min_frequency: int = 2,
+        g2p: str | None = None,
     ) -> S2Tokenizer:
         """Train a byte-level BPE on `texts` and append the special tokens and semantic range.
 
@@ -72,6 +77,8 @@ class S2Tokenizer:
                 tokens and the semantic range come on top.
             num_semantic: number of `<|semantic:i|>` tokens (codebook-0 size of the codec).
             min_frequency: minimum pair count for a BPE merge.
+            g2p: optional transcript front-end (`s2train.text.g2p.build_g2p`: "espeak" or "espeak:<voice>");
+                the BPE is then trained on the converted texts and `transcript()` converts at use.
         """
         if vocab_size < 256:
             raise ValueError(f"vocab_size must be >= 256 (the byte alphabet), got {vocab_size}")
@@ -86,9 +93,16 @@ class S2Tokenizer:
             show_progress=False,
             special_tokens=[],
         )
+        convert = _g2p_fn(g2p)
+        if convert is not None:
+            texts = list(texts)
+            convert.prefetch(texts)
+            texts = [convert(t) for t in texts]
         tok.train_from_iterator((t for t in texts), trainer=trainer)
-        log.info("trained byte-level BPE with %d text tokens", tok.get_vocab_size())
-        return cls._with_specials(tok, num_semantic)
+        log.info("trained byte-level BPE with %d text tokens (g2p: %s)", tok.get_vocab_size(), g2p)
+        out = cls._with_specials(tok, num_semantic)
+        out.g2p, out._g2p_fn = g2p, convert
+        return out
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, num_semantic: int | None = None) -> S2Tokenizer:
@@ -130,6 +144,7 @@ class S2Tokenizer:
             "num_semantic": self.num_semantic,
             "semantic_start": self.semantic_start,
             "vocab_size": self.vocab_size,
+            "g2p": self.g2p,
         }
         # Write-then-rename so concurrent ranks never see a half-written file.
         for name, payload in ((TOKENIZER_FILE, self._tok.to_str()), (META_FILE, json.dumps(meta, indent=2))):
@@ -146,10 +161,13 @@ class S2Tokenizer:
         path = d / TOKENIZER_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no {TOKENIZER_FILE} in tokenizer dir {d}")
-        num_semantic = None
+        num_semantic, g2p = None, None
         if (d / META_FILE).is_file():
-            num_semantic = json.loads((d / META_FILE).read_text())["num_semantic"]
-        return cls.from_file(path, num_semantic=num_semantic)
+            meta = json.loads((d / META_FILE).read_text())
+            num_semantic, g2p = meta["num_semantic"], meta.get("g2p")
+        tok = cls.from_file(path, num_semantic=num_semantic)
+        tok.g2p = g2p
+        return tok
 
     @staticmethod
     def exists(directory: str | os.PathLike) -> bool:
@@ -177,6 +195,20 @@ class S2Tokenizer:
         """True when `token_id` lies in the semantic range."""
         return self.semantic_start <= token_id < self.semantic_start + self.num_semantic
 
+    def transcript(self, text: str) -> str:
+        """The form of a transcript that is tokenized: `text` itself, or its phonemes when `g2p` is set."""
+        if self.g2p is None:
+            return text
+        if self._g2p_fn is None:
+            self._g2p_fn = _g2p_fn(self.g2p)
+        return self._g2p_fn(text)
+
+    def prefetch_transcripts(self, texts: Iterable[str]) -> None:
+        """Convert many transcripts up front (a few threads) so later `transcript()` calls hit the cache."""
+        if self.g2p is not None:
+            self.transcript("")
+            self._g2p_fn.prefetch(texts)
+
     def encode(self, text: str) -> list[int]:
         """Encode `text`; chat special tokens written literally in `text` become their ids."""
         return self._tok.encode(text, add_special_tokens=False).ids
@@ -193,10 +225,17 @@ class S2Tokenizer:
         return self.vocab_size
 
     def __repr__(self) -> str:
+        g2p = f", g2p={self.g2p!r}" if self.g2p else ""
         return (
             f"S2Tokenizer(vocab_size={self.vocab_size}, semantic_start={self.semantic_start}, "
-            f"num_semantic={self.num_semantic})"
+            f"num_semantic={self.num_semantic}{g2p})"
         )
+
+
+def _g2p_fn(spec: str | None):
+    from s2train.text.g2p import build_g2p
+
+    return build_g2p(spec)
 
 
 def _count_semantic(tok: Tokenizer) -> int:

@@ -1,0 +1,88 @@
+"""Optional grapheme-to-phoneme front-end: transcripts become espeak-ng IPA before tokenization.
+
+A small Dual-AR trained on a few hours of speech has to learn how every word sounds from a handful of
+examples when it reads word-level BPE tokens; with phonemes the units are shared across words. The front-end
+belongs to the tokenizer (`S2Tokenizer.g2p`, saved in its metadata), so training, bundles and inference apply
+the same conversion by construction. Speaker markers (`<|speaker:i|>`), `[tags]` and punctuation are kept
+verbatim; only the word runs between them are converted.
+
+    S2Tokenizer.train(texts, g2p="espeak")          # en-us
+    S2Tokenizer.train(texts, g2p="espeak:en-gb")    # any espeak-ng voice name
+
+espeak-ng is a Debian package (`apt-get install espeak-ng`; `scripts/setup.sh` installs it). Its output can
+differ between espeak-ng versions: a model trained with one version is best used with the same one.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+# Kept verbatim: speaker markers, [tags], punctuation runs.
+_KEEP = re.compile(r"(<\|speaker:\d+\|>|\[[^\]]*\]|[.,!?;:]+)")
+_SPACE_BEFORE_PUNCT = re.compile(r" ([.,!?;:]+)")
+
+
+class EspeakG2P:
+    """Text -> IPA with the espeak-ng binary (one process per distinct word run, cached).
+
+    Args:
+        voice: espeak-ng voice (language) name, e.g. "en-us".
+        binary: the espeak-ng executable.
+    Raises:
+        FileNotFoundError: espeak-ng is not installed.
+    """
+
+    def __init__(self, voice: str = "en-us", binary: str = "espeak-ng") -> None:
+        self.voice = voice
+        self.binary = shutil.which(binary)
+        if self.binary is None:
+            raise FileNotFoundError(
+                f"g2p=espeak needs the {binary!r} executable: apt-get install espeak-ng "
+                "(scripts/setup.sh installs it), or train without g2p"
+            )
+        self._cache: dict[str, str] = {}
+
+    def _segment(self, words: str) -> str:
+        got = self._cache.get(words)
+        if got is None:
+            proc = subprocess.run(
+                [self.binary, "-q", "--ipa", "-v", self.voice],
+                input=words, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"espeak-ng failed on {words!r} (voice {self.voice}): {proc.stderr.strip()}"
+                )
+            got = " ".join(proc.stdout.split())
+            self._cache[words] = got
+        return got
+
+    @staticmethod
+    def _parts(text: str) -> list[tuple[bool, str]]:
+        """(keep verbatim?, piece) for the non-blank pieces of `text`."""
+        return [(bool(_KEEP.fullmatch(p)), p.strip()) for p in _KEEP.split(text) if p.strip()]
+
+    def __call__(self, text: str) -> str:
+        out = [p if keep else self._segment(p) for keep, p in self._parts(text)]
+        return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(o for o in out if o))
+
+    def prefetch(self, texts: Iterable[str], workers: int = 4) -> None:
+        """Convert the distinct word runs of `texts` in a few threads (fills the cache for later calls)."""
+        todo = {p for t in texts for keep, p in self._parts(t) if not keep and p not in self._cache}
+        if todo:
+            with ThreadPoolExecutor(workers) as ex:
+                list(ex.map(self._segment, sorted(todo)))
+
+
+def build_g2p(spec: str | None) -> Callable[[str], str] | None:
+    """`None`/"none" -> None (text used as is); "espeak" or "espeak:<voice>" -> an `EspeakG2P`."""
+    if spec is None or spec in ("", "none"):
+        return None
+    name, _, voice = spec.partition(":")
+    if name != "espeak":
+        raise ValueError(f"unknown g2p {spec!r}: use null, 'espeak' or 'espeak:<voice>' (e.g. espeak:en-gb)")
+    return EspeakG2P(voice or "en-us")
