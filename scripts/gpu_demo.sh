@@ -13,7 +13,9 @@
 # AR_STEPS (3000), AR_SECONDS (240: a time cap on top of AR_STEPS), AR_BATCH (32), WORKERS (8),
 # AR_CODES (data/gpu_codes), AR_TOKENIZER (data/gpu_codes_tokenizer), AR_INIT (a bundle or .ckpt to continue
 # from; the shipped base was trained with data/demo_xl_codes + data/demo_large_tok, see its README),
-# AR_DROPOUT (0.1, as the shipped base).
+# AR_DROPOUT (0.1, as the shipped base), AR_G2P (null; espeak: IPA transcripts, needs a new AR_TOKENIZER dir),
+# AR_ALIGN (0: alignment-prior weight, 1.0 to guide 2 heads of slow layer 1), AR_AUDIO_DROP (0: audio-frame input
+# dropout; session 6 tried 0.2).
 set -euo pipefail
 STAGE=${1:?usage: gpu_demo.sh codec|pretrain}
 OUT=${OUT:-gpu_out}
@@ -57,6 +59,8 @@ pretrain)
     data.dataset_dir="${AR_CODES:-data/gpu_codes}" data.tokenizer_dir="${AR_TOKENIZER:-data/gpu_codes_tokenizer}" \
     model.num_codebooks=8 model.codebook_size=1024 model.dropout="${AR_DROPOUT:-0.1}" init_from="${AR_INIT:-null}" \
     data.batch_size="${AR_BATCH:-32}" module.codec_dir=checkpoints/demo/codec \
+    data.g2p="${AR_G2P:-null}" module.align_weight="${AR_ALIGN:-0}" module.align_heads=2 \
+    model.audio_input_dropout="${AR_AUDIO_DROP:-0}" \
     trainer.max_steps="${AR_STEPS:-3000}" "++trainer.max_time=$(max_time "${AR_SECONDS:-240}")" \
     module.warmup_steps=200 trainer.val_check_interval=500 ++trainer.limit_val_batches=8 \
     ++trainer.log_every_n_steps=25 ++trainer.enable_progress_bar=false '~callbacks.progress_bar' \
