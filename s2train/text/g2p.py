@@ -86,3 +86,62 @@ def build_g2p(spec: str | None) -> Callable[[str], str] | None:
     if name != "espeak":
         raise ValueError(f"unknown g2p {spec!r}: use null, 'espeak' or 'espeak:<voice>' (e.g. espeak:en-gb)")
     return EspeakG2P(voice or "en-us")
+
+
+def phonemize_codes(src: str, dst: str, spec: str = "espeak") -> int:
+    """Copy an encoded dataset (`python -m s2train.data.encode`) with its `text` column converted by `spec`.
+
+    For machines without espeak-ng (the lent GPU machines): train there on the converted copy with a plain
+    tokenizer, then `mark` the exported bundle's tokenizer with the same `spec` so inference converts raw
+    text the same way. Returns the number of rows.
+    """
+    import json
+    from pathlib import Path
+
+    from datasets import load_from_disk
+
+    convert = build_g2p(spec)
+    if convert is None:
+        raise ValueError("phonemize_codes needs a g2p spec such as 'espeak'")
+    ds = load_from_disk(src)
+    texts = ds["text"]
+    convert.prefetch(texts)
+    ds = ds.remove_columns("text").add_column("text", [convert(t) for t in texts])
+    ds.save_to_disk(dst)
+    summary = Path(src) / "summary.json"
+    if summary.is_file():
+        meta = json.loads(summary.read_text())
+        meta["text_g2p"] = spec
+        (Path(dst) / "summary.json").write_text(json.dumps(meta, indent=2))
+    return len(texts)
+
+
+def mark_tokenizer(tokenizer_dir: str, spec: str) -> None:
+    """Record `spec` as the g2p of a tokenizer trained on already-converted text (see `phonemize_codes`)."""
+    from s2train.text.tokenizer import S2Tokenizer
+
+    build_g2p(spec)  # validates the spec (and that espeak-ng is here, where the bundle will be used)
+    tok = S2Tokenizer.load(tokenizer_dir)
+    tok.g2p = spec
+    tok.save(tokenizer_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m s2train.text.g2p codes <src> <dst> [spec]` | `mark <tokenizer_dir> [spec]` | `say <text>`."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["codes"] and len(args) in (3, 4):
+        n = phonemize_codes(args[1], args[2], args[3] if len(args) == 4 else "espeak")
+        print(f"{n} rows -> {args[2]}")
+    elif args[:1] == ["mark"] and len(args) in (2, 3):
+        mark_tokenizer(args[1], args[2] if len(args) == 3 else "espeak")
+        print(f"{args[1]}: g2p={args[2] if len(args) == 3 else 'espeak'}")
+    elif args[:1] == ["say"] and len(args) >= 2:
+        print(EspeakG2P()(" ".join(args[1:])))
+    else:
+        raise SystemExit(main.__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -62,3 +62,26 @@ def test_data_module_refuses_a_tokenizer_with_another_g2p(tmp_path):
     assert ensure_tokenizer(tmp_path / "tok", CORPUS, 300, 16, g2p="espeak").g2p == "espeak"
     with pytest.raises(ValueError, match="g2p"):
         ensure_tokenizer(tmp_path / "tok", CORPUS, 300, 16, g2p=None)
+
+
+def test_cli_converts_a_code_dataset_and_marks_a_tokenizer(tmp_path, g2p, capsys):
+    from datasets import Dataset
+
+    from s2train.text.g2p import main
+
+    rows = [
+        {"id": "a", "text": "Hello there.", "codes": [[1, 2]]},
+        {"id": "b", "text": "[sigh] Good day!", "codes": [[3]]},
+    ]
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "codes"))
+    main(["codes", str(tmp_path / "codes"), str(tmp_path / "phon")])
+    from datasets import load_from_disk
+
+    out = load_from_disk(str(tmp_path / "phon"))
+    texts = list(out["text"])
+    assert texts == [g2p("Hello there."), g2p("[sigh] Good day!")] and list(out["codes"]) == [[[1, 2]], [[3]]]
+    S2Tokenizer.train(texts * 4, vocab_size=260, num_semantic=8).save(tmp_path / "tok")
+    main(["mark", str(tmp_path / "tok")])
+    assert S2Tokenizer.load(tmp_path / "tok").g2p == "espeak"
+    with pytest.raises(SystemExit):
+        main(["oops"])
