@@ -85,3 +85,15 @@ def test_cli_converts_a_code_dataset_and_marks_a_tokenizer(tmp_path, g2p, capsys
     assert S2Tokenizer.load(tmp_path / "tok").g2p == "espeak"
     with pytest.raises(SystemExit):
         main(["oops"])
+
+
+def test_bundle_round_trip_keeps_the_g2p(tmp_path, one_thread):
+    from s2train.ar import DualAR, preset
+    from s2train.bundle import export_bundle, load_pretrained
+
+    tok = S2Tokenizer.train(CORPUS, vocab_size=300, num_semantic=16, g2p="espeak")
+    cfg = preset("tiny", vocab_size=tok.vocab_size, semantic_start=tok.semantic_start, num_semantic=16,
+                 num_codebooks=2, codebook_size=16)  # fmt: skip
+    export_bundle(DualAR(cfg), None, tok, None, tmp_path / "bundle")
+    _, back, _ = load_pretrained(tmp_path / "bundle")
+    assert back.g2p == "espeak" and back.transcript("Good day.") == tok.transcript("Good day.")
