@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from s2train.data.sampler import BucketBatchSampler, EpochTaggedBatches, MidEpochResume
 from s2train.text import IM_END, IM_START, VOICE, Reference, S2Tokenizer, build_prompt
+from s2train.text.g2p import normalize_spec
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def ensure_tokenizer(
 
     `g2p` ("espeak", "espeak:<voice>" or None) is the transcript front-end of a newly trained tokenizer; an
     existing tokenizer must have been trained with the same one."""
-    g2p = None if g2p in ("", "none") else g2p
+    g2p = normalize_spec(g2p)
     if S2Tokenizer.exists(tokenizer_dir):
         tok = S2Tokenizer.load(tokenizer_dir)
         if tok.num_semantic != num_semantic:

@@ -179,8 +179,8 @@ class DualARLitModule(pl.LightningModule):
             None, out.hidden, batch, self.model.fast_forward, self.weights,
             hp.lambda_slow, hp.lambda_fast, hp.max_fast_frames, logits_fn=self.model.slow.logits,
         )  # fmt: skip
-        if self._align_attn is not None and self._align_attn.captured is not None:
-            q, k = self._align_attn.captured
+        if self._align_attn is not None:
+            q, k = self._align_attn.captured  # kept by the forward above
             self._align_attn.captured = None
             align, mass = alignment_prior_loss(q, k, batch, hp.align_heads, hp.align_sigma)
             metrics["loss"] = metrics["loss"] + hp.align_weight * align

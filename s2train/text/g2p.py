@@ -78,9 +78,15 @@ class EspeakG2P:
                 list(ex.map(self._segment, sorted(todo)))
 
 
+def normalize_spec(spec: str | None) -> str | None:
+    """The one spelling of "no g2p": None ("" and "none", as configs write it, mean the same)."""
+    return None if spec in (None, "", "none") else spec
+
+
 def build_g2p(spec: str | None) -> Callable[[str], str] | None:
     """`None`/"none" -> None (text used as is); "espeak" or "espeak:<voice>" -> an `EspeakG2P`."""
-    if spec is None or spec in ("", "none"):
+    spec = normalize_spec(spec)
+    if spec is None:
         return None
     name, _, voice = spec.partition(":")
     if name != "espeak":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from s2train.text.g2p import build_g2p, normalize_spec
 from s2train.text.special import CHAT_SPECIAL_TOKENS, IM_END, IM_START, PAD, VOICE, semantic_token
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,7 @@ class S2Tokenizer:
     def __init__(self, tokenizer: Tokenizer, num_semantic: int, g2p: str | None = None):
         self._tok = tokenizer
         self.num_semantic = int(num_semantic)
-        # Optional transcript front-end (`s2train.text.g2p`): applied by `transcript()` to the words a prompt
-        # speaks (never to control tokens); saved with the tokenizer so every user of it converts alike.
-        self.g2p = g2p if g2p not in ("", "none") else None
-        self._g2p_fn = None
+        self.g2p = g2p
         for name in CHAT_SPECIAL_TOKENS:
             if tokenizer.token_to_id(name) is None:
                 raise ValueError(f"tokenizer lacks special token {name!r}")
@@ -93,7 +91,7 @@ class S2Tokenizer:
             show_progress=False,
             special_tokens=[],
         )
-        convert = _g2p_fn(g2p)
+        convert = build_g2p(g2p)
         if convert is not None:
             texts = list(texts)
             convert.prefetch(texts)
@@ -101,7 +99,8 @@ class S2Tokenizer:
         tok.train_from_iterator((t for t in texts), trainer=trainer)
         log.info("trained byte-level BPE with %d text tokens (g2p: %s)", tok.get_vocab_size(), g2p)
         out = cls._with_specials(tok, num_semantic)
-        out.g2p, out._g2p_fn = g2p, convert
+        out.g2p = g2p
+        out._g2p_fn = convert  # reuse the converter whose cache already holds the training texts
         return out
 
     @classmethod
@@ -195,19 +194,32 @@ class S2Tokenizer:
         """True when `token_id` lies in the semantic range."""
         return self.semantic_start <= token_id < self.semantic_start + self.num_semantic
 
+    @property
+    def g2p(self) -> str | None:
+        """Optional transcript front-end (`s2train.text.g2p`), applied by `transcript()` to the words a prompt
+        speaks (never to control tokens); saved with the tokenizer so every user of it converts alike."""
+        return self._g2p
+
+    @g2p.setter
+    def g2p(self, spec: str | None) -> None:
+        self._g2p = normalize_spec(spec)
+        self._g2p_fn = None  # built on first use (needs espeak-ng only when a transcript is converted)
+
+    def _converter(self):
+        if self._g2p_fn is None and self._g2p is not None:
+            self._g2p_fn = build_g2p(self._g2p)
+        return self._g2p_fn
+
     def transcript(self, text: str) -> str:
         """The form of a transcript that is tokenized: `text` itself, or its phonemes when `g2p` is set."""
-        if self.g2p is None:
-            return text
-        if self._g2p_fn is None:
-            self._g2p_fn = _g2p_fn(self.g2p)
-        return self._g2p_fn(text)
+        convert = self._converter()
+        return text if convert is None else convert(text)
 
     def prefetch_transcripts(self, texts: Iterable[str]) -> None:
         """Convert many transcripts up front (a few threads) so later `transcript()` calls hit the cache."""
-        if self.g2p is not None:
-            self.transcript("")
-            self._g2p_fn.prefetch(texts)
+        convert = self._converter()
+        if convert is not None:
+            convert.prefetch(texts)
 
     def encode(self, text: str) -> list[int]:
         """Encode `text`; chat special tokens written literally in `text` become their ids."""
@@ -230,12 +242,6 @@ class S2Tokenizer:
             f"S2Tokenizer(vocab_size={self.vocab_size}, semantic_start={self.semantic_start}, "
             f"num_semantic={self.num_semantic}{g2p})"
         )
-
-
-def _g2p_fn(spec: str | None):
-    from s2train.text.g2p import build_g2p
-
-    return build_g2p(spec)
 
 
 def _count_semantic(tok: Tokenizer) -> int:
