@@ -21,6 +21,10 @@ Layout (S2-SYSTEM.md section 3), with `{frames}` one position per codec frame::
 Several references repeat the `\\nText:\\n<|speaker:i|>...\\nSpeech:\\n{frames}` block inside the system turn.
 Without references the system turn is omitted. Without `target_codes` the prompt ends right after
 `<|im_start|>assistant\\n<|voice|>`, which is where generation starts.
+
+The *unconditional* prompt (`unconditional_prompt`) is the same prompt with the final user turn's transcript
+removed, so that turn reads `<|im_start|>user\\n<|im_end|>`; training's text dropout and inference's
+classifier-free guidance both build it with that one function.
 """
 
 from __future__ import annotations
@@ -214,6 +218,39 @@ def build_prompt(
         b.frames(target_codes, loss=True)
         b.text(IM_END, loss=True)
     return b.build()
+
+
+def unconditional_prompt(prompt: Prompt) -> Prompt:
+    """The unconditional counterpart of `prompt`: the one definition for text dropout and CFG.
+
+    Removes the final transcript's tokens (`prompt.text_mask`, which also covers its `<|speaker:i|>` marker
+    and `[tags]`), so the final user turn becomes `<|im_start|>user\\n<|im_end|>`. The system turn with its
+    reference voices, earlier context turns, `<|voice|>` and any target frames are kept unchanged, so the
+    model learns (and guidance contrasts) "this voice, no text". Removing tokens rather than re-encoding an
+    empty text needs no tokenizer, which lets the inference engine derive the prompt itself (with the byte-level
+    BPE of `S2Tokenizer`, whose pre-tokenizer splits at the newline, the tokens equal those of that turn built
+    with an empty text; tests/text/test_text_prompt.py checks it). Training
+    (`s2train.data.codes`, `data.text_dropout`) and inference (`SamplingParams.cfg_scale`) both call this.
+
+    Args:
+        prompt: a `Prompt` from `build_prompt` (with or without target frames).
+    Returns:
+        A new `Prompt` of length `len(prompt) - prompt.text_mask.sum()` whose `text_mask` is all False.
+    Raises:
+        ValueError: the prompt has no `text_mask` (built by hand).
+    """
+    if prompt.text_mask is None:
+        raise ValueError(
+            "unconditional_prompt: the prompt has no text_mask (build it with s2train.text.build_prompt)"
+        )
+    keep = ~prompt.text_mask.bool()
+    return Prompt(
+        tokens=prompt.tokens[keep],
+        codes=prompt.codes[:, keep],
+        audio_mask=prompt.audio_mask[keep],
+        loss_mask=prompt.loss_mask[keep],
+        text_mask=torch.zeros(int(keep.sum()), dtype=torch.bool, device=prompt.tokens.device),
+    )
 
 
 def render_prompt(tokenizer: S2Tokenizer, prompt: Prompt) -> str:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from s2train.text import Reference, build_prompt, render_prompt
+from s2train.text import Prompt, Reference, build_prompt, render_prompt, unconditional_prompt
 
 K = 3
 
@@ -104,3 +104,28 @@ def test_text_mask_marks_exactly_the_final_transcript(tok, text):
     assert int(marked[-1] - marked[0]) + 1 == len(marked)  # one contiguous span
     assert int(p.tokens[marked[-1] + 1]) == tok.im_end_id
     assert not (p.text_mask & p.audio_mask).any()
+
+
+@pytest.mark.parametrize("target", [False, True])
+def test_unconditional_prompt_drops_exactly_the_final_transcript(tok, target):
+    ref, ctx_codes, tgt = _codes(4, 0), _codes(3, 2), _codes(5, 1)
+    text = "<|speaker:0|>Hello [laugh] there"
+    p = build_prompt(tok, text, references=[Reference("ref words", ref)], context=[("earlier turn", ctx_codes)],
+                     target_codes=tgt if target else None)  # fmt: skip
+    u = unconditional_prompt(p)
+    rendered = render_prompt(tok, p)
+    # The final user turn loses its text, nothing else changes (reference, context turn, target frames).
+    final = f"<|im_start|>user\n{text}<|im_end|>"
+    assert rendered.count(final) == 1
+    assert render_prompt(tok, u) == rendered.replace(final, "<|im_start|>user\n<|im_end|>")
+    assert len(u) == len(p) - int(p.text_mask.sum()) and not u.text_mask.any()
+    assert torch.equal(u.codes[:, u.audio_mask], p.codes[:, p.audio_mask])
+    assert int(u.loss_mask.sum()) == int(p.loss_mask.sum()) == (6 if target else 0)
+    # Token-exact with encoding the turn with an empty text (no BPE merge across the removed span).
+    turn = tok.encode("<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<|voice|>")
+    start = int(p.text_mask.nonzero()[0]) - len(tok.encode("<|im_start|>user\n"))
+    assert u.tokens[start : start + len(turn)].tolist() == turn
+    # Idempotent, and prompts built by hand (no text_mask) are refused.
+    assert torch.equal(unconditional_prompt(u).tokens, u.tokens)
+    with pytest.raises(ValueError, match="text_mask"):
+        unconditional_prompt(Prompt(p.tokens, p.codes, p.audio_mask, p.loss_mask))
