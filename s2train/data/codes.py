@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from s2train.data.sampler import BucketBatchSampler, EpochTaggedBatches, MidEpochResume
-from s2train.text import IM_END, IM_START, VOICE, Reference, S2Tokenizer, build_prompt
+from s2train.text import IM_END, IM_START, VOICE, Reference, S2Tokenizer, build_prompt, unconditional_prompt
 from s2train.text.g2p import normalize_spec
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,10 @@ class CodesDataset(Dataset):
         max_tokens: context limit; an item whose prompt is longer is skipped and counted (a reference that
             would overflow it is dropped instead).
         ref_prob: probability of adding another utterance of the same speaker as a voice reference.
-        seed: seed of the reference draws (deterministic per (seed, epoch, index)).
+        seed: seed of the reference and text-dropout draws (deterministic per (seed, epoch, index)).
+        text_dropout: probability of training an item on its unconditional prompt
+            (`s2train.text.unconditional_prompt`: the final transcript removed, `text_mask` all False), which
+            teaches the model the unconditional branch classifier-free guidance needs. 0 for validation sets.
 
     Indexing with ``(index, epoch)`` (what the train loader's :class:`EpochTaggedBatches` yields) draws the
     reference of that epoch, the same in any worker; a plain ``index`` uses :attr:`epoch` (``set_epoch``).
@@ -66,8 +69,12 @@ class CodesDataset(Dataset):
         max_tokens: int = 2048,
         ref_prob: float = 0.5,
         seed: int = 0,
+        text_dropout: float = 0.0,
     ) -> None:
+        if not 0.0 <= text_dropout <= 1.0:
+            raise ValueError(f"CodesDataset: text_dropout must be in [0, 1], got {text_dropout!r}")
         self.tok = tokenizer
+        self.text_dropout = text_dropout
         self.k = num_codebooks
         self.max_tokens = max_tokens
         self.ref_prob = ref_prob
@@ -138,7 +145,8 @@ class CodesDataset(Dataset):
         return Reference(text=ref["text"], codes=ref["codes"], speaker=0)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Returns the prompt of one item: `tokens [L]`, `codes [K, L]`, `audio_mask [L]`, `loss_mask [L]`."""
+        """Returns the prompt of one item: `tokens [L]`, `codes [K, L]`, `audio_mask [L]`, `loss_mask [L]`,
+        `text_mask [L]` (all False when the item's text was dropped)."""
         index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         item = self.items[index]
         rng = random.Random(hash((self.seed, epoch, index)))
@@ -150,6 +158,9 @@ class CodesDataset(Dataset):
             target_codes=item["codes"],
             num_codebooks=self.k,
         )
+        # Drawn after the reference, so the references do not depend on text_dropout.
+        if self.text_dropout > 0 and rng.random() < self.text_dropout:
+            prompt = unconditional_prompt(prompt)
         return {
             "tokens": prompt.tokens,
             "codes": prompt.codes,
@@ -254,6 +265,9 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
             or None for raw text); an existing tokenizer must match it.
         max_tokens: context guard (items over it are skipped and counted).
         ref_prob: probability of a same-speaker voice reference in a training example.
+        text_dropout: probability of a training example (never validation) without its transcript: the
+            unconditional prompt (`s2train.text.unconditional_prompt`) that classifier-free guidance
+            (`SamplingParams.cfg_scale`) contrasts with at inference. Drawn per (seed, epoch, index).
         train_splits / val_splits: values of the `split` column.
         speakers: keep only these speakers (None: all).
         num_workers, seed: DataLoader workers and sampling seed.
@@ -278,8 +292,12 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         g2p: str | None = None,
+        text_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= text_dropout <= 1.0:
+            raise ValueError(f"CodesDataModule: text_dropout must be in [0, 1], got {text_dropout!r}")
+        self.text_dropout = text_dropout
         self.dataset_dir, self.tokenizer_dir = str(dataset_dir), str(tokenizer_dir)
         self.batch_size, self.max_tokens, self.ref_prob = batch_size, max_tokens, ref_prob
         self.train_splits, self.val_splits = list(train_splits), list(val_splits)
@@ -337,14 +355,16 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
             )
         return dict(rows)
 
-    def _make(self, splits: Sequence[str], ref_prob: float) -> CodesDataset:
+    def _make(self, splits: Sequence[str], ref_prob: float, text_dropout: float = 0.0) -> CodesDataset:
         rows = [r for s in splits for r in self._rows.get(s, [])]
-        return CodesDataset(rows, self.tokenizer, self.num_codebooks, self.max_tokens, ref_prob, self.seed)
+        return CodesDataset(
+            rows, self.tokenizer, self.num_codebooks, self.max_tokens, ref_prob, self.seed, text_dropout
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = self._make(self.train_splits, self.ref_prob)
-            self.val_set = self._make(self.val_splits, self.ref_prob)
+            self.train_set = self._make(self.train_splits, self.ref_prob, self.text_dropout)
+            self.val_set = self._make(self.val_splits, self.ref_prob)  # validation always keeps its text
             log.info("code data: %d train, %d val items", len(self.train_set), len(self.val_set))
             if len(self.train_set) == 0:
                 raise ValueError(f"no usable training items (skipped: {self.train_set.skipped})")

@@ -5,7 +5,7 @@ import torch
 from datasets import Dataset as HFDataset
 
 from s2train.data.codes import CodesDataModule, CodesDataset, collate_prompts, write_synthetic_codes
-from s2train.text import S2Tokenizer, render_prompt
+from s2train.text import S2Tokenizer, render_prompt, unconditional_prompt
 from s2train.text.prompt import Prompt
 
 
@@ -126,3 +126,36 @@ def test_datamodule_resumes_mid_epoch_and_tags_epochs(codes_dir, tmp_path):
     assert any(not torch.equal(ds[(i, 0)]["codes"], ds[(i, 1)]["codes"]) for i in range(len(ds)))
     ds.set_epoch(1)
     assert all(torch.equal(ds[(i, 1)]["codes"], ds[i]["codes"]) for i in range(len(ds)))  # plain: ds.epoch
+
+
+def test_text_dropout_builds_the_unconditional_prompt_on_train_items_only(codes_dir, tmp_path):
+    kw = dict(batch_size=4, num_semantic=64, ref_prob=0.5, seed=3)
+    base = CodesDataModule(str(codes_dir), str(tmp_path / "tok"), **kw)
+    always = CodesDataModule(str(codes_dir), str(tmp_path / "tok"), text_dropout=1.0, **kw)
+    half = CodesDataModule(str(codes_dir), str(tmp_path / "tok"), text_dropout=0.5, **kw)
+    for dm in (base, always, half):
+        dm.setup()
+    n = len(base.train_set)
+    for i in range(n):
+        kept, dropped = base.train_set[(i, 0)], always.train_set[(i, 0)]
+        assert kept["text_mask"].any()
+        # p=1: every item is the unconditional prompt of the item p=0 builds (same reference draw)
+        p = Prompt(kept["tokens"], kept["codes"], kept["audio_mask"], kept["loss_mask"], kept["text_mask"])
+        u = unconditional_prompt(p)
+        assert not dropped["text_mask"].any()
+        for key in ("tokens", "codes", "audio_mask", "loss_mask"):
+            assert torch.equal(dropped[key], getattr(u, key)), key
+    # validation never drops; p=0 is the unchanged dataset
+    for i in range(len(always.val_set)):
+        assert torch.equal(always.val_set[i]["tokens"], base.val_set[i]["tokens"])
+        assert always.val_set[i]["text_mask"].any()
+    assert always.val_set.text_dropout == 0.0 and base.train_set.text_dropout == 0.0
+    # p=0.5: a reproducible per-(seed, epoch, index) mix, another one in another epoch
+    drops = [[not half.train_set[(i, e)]["text_mask"].any() for i in range(n)] for e in (0, 1)]
+    assert 0 < sum(drops[0]) < n and drops[0] != drops[1]
+    assert drops[0] == [not half.train_set[(i, 0)]["text_mask"].any() for i in range(n)]
+    # the batch carries the all-False text_mask rows
+    batch = next(iter(always.train_dataloader()))
+    assert not batch["text_mask"].any()
+    with pytest.raises(ValueError, match="text_dropout"):
+        CodesDataModule(str(codes_dir), str(tmp_path / "tok"), text_dropout=1.5, **kw)
