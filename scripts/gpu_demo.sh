@@ -15,7 +15,10 @@
 # from; the shipped base was trained with data/demo_xl_codes + data/demo_large_tok, see its README),
 # AR_DROPOUT (0.1, as the shipped base), AR_G2P (null; espeak: IPA transcripts, needs a new AR_TOKENIZER dir),
 # AR_ALIGN (0: alignment-prior weight, 1.0 to guide 2 heads of slow layer 1), AR_AUDIO_DROP (0: audio-frame input
-# dropout; session 6 tried 0.2).
+# dropout; session 6 tried 0.2), AR_PRIOR (null: the forward-pass attention prior, a Hydra dict such as
+# '{heads: 2, sigma: 0.1, hold_steps: 2000, anneal_steps: 4000}'), AR_TEXT_DROP (0: data.text_dropout),
+# AR_LR (3e-4) / AR_AUDIO_LR (6e-4) / AR_WARMUP (200) / AR_VAL_EVERY (500),
+# AR_CODES_TAR (a .tar.xz of code datasets, unpacked into data/ first: carries ~5x more hours in 64 MiB).
 set -euo pipefail
 STAGE=${1:?usage: gpu_demo.sh codec|pretrain}
 OUT=${OUT:-gpu_out}
@@ -55,14 +58,16 @@ save_codec(load_codec('$RUN/export'), '$OUT/codec', fp16=True)"
   cp "$(find "$RUN" -name metrics.csv | head -1)" "$OUT/codec_metrics.csv" 2>/dev/null || true
   ;;
 pretrain)
+  if [[ -n "${AR_CODES_TAR:-}" ]]; then tar -xJf "$AR_CODES_TAR" -C data; fi
   $PY train.py recipe=pretrain trainer="$TRAINER" trainer.precision="${PRECISION:-bf16-mixed}" logger=csv \
     data.dataset_dir="${AR_CODES:-data/gpu_codes}" data.tokenizer_dir="${AR_TOKENIZER:-data/gpu_codes_tokenizer}" \
     model.num_codebooks=8 model.codebook_size=1024 model.dropout="${AR_DROPOUT:-0.1}" init_from="${AR_INIT:-null}" \
     data.batch_size="${AR_BATCH:-32}" module.codec_dir=checkpoints/demo/codec \
     data.g2p="${AR_G2P:-null}" module.align_weight="${AR_ALIGN:-0}" module.align_heads=2 \
-    model.audio_input_dropout="${AR_AUDIO_DROP:-0}" \
+    model.audio_input_dropout="${AR_AUDIO_DROP:-0}" "module.attn_prior=${AR_PRIOR:-null}" \
+    ++data.text_dropout="${AR_TEXT_DROP:-0}" module.lr="${AR_LR:-3e-4}" module.audio_lr="${AR_AUDIO_LR:-6e-4}" \
     trainer.max_steps="${AR_STEPS:-3000}" "++trainer.max_time=$(max_time "${AR_SECONDS:-240}")" \
-    module.warmup_steps=200 trainer.val_check_interval=500 ++trainer.limit_val_batches=8 \
+    module.warmup_steps="${AR_WARMUP:-200}" trainer.val_check_interval="${AR_VAL_EVERY:-500}" ++trainer.limit_val_batches=8 \
     ++trainer.log_every_n_steps=25 ++trainer.enable_progress_bar=false '~callbacks.progress_bar' \
     callbacks.model_checkpoint.every_n_train_steps=100000 hydra.run.dir="$RUN" 2>&1 | tee "$OUT/pretrain_log.txt"
   # bf16 weights: what ships, and under the 16 MiB per-file limit of the device tool's returned files

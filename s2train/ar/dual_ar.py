@@ -122,6 +122,8 @@ class DualAR(nn.Module):
         kv_caches: Sequence[KVLayerCache] | None = None,
         cache_slots: Tensor | None = None,
         compute_logits: bool = True,
+        attn_bias: Tensor | None = None,
+        bias_layers: Sequence[int] | None = None,
     ) -> DualAROutput:
         """Slow-AR forward.
 
@@ -132,6 +134,8 @@ class DualAR(nn.Module):
             positions: optional [L] or [B, L] rotary positions (inference: per-row positions).
             kv_caches / cache_slots: inference only (see `s2train.inference.kv_cache`).
             compute_logits: skip the output head (inference computes constrained logits itself).
+            attn_bias / bias_layers: training-only additive attention prior for some slow layers
+                (`s2train.ar.prior.attention_prior_bias`; see `SlowAR.forward`).
         Returns:
             DualAROutput(logits [B, L, V] or None, hidden [B, L, D]).
         """
@@ -149,7 +153,7 @@ class DualAR(nn.Module):
             mask = causal_mask(document_ids, n, tokens.device)
         elif mask is not None and mask.dim() == 3:
             mask = mask[:, None]
-        hidden = self.slow(x, positions, mask, kv_caches, cache_slots)
+        hidden = self.slow(x, positions, mask, kv_caches, cache_slots, attn_bias, bias_layers)
         logits = self.slow.logits(hidden) if compute_logits else None
         return DualAROutput(logits=logits, hidden=hidden)
 

@@ -150,7 +150,8 @@ class Attention(nn.Module):
         Args:
             x: [B, L, D].
             rot: rotary (cos, sin) at the query positions ([L, hd/2, 2] or [B, L, hd/2, 2]).
-            mask: bool [B or 1, 1, L, S], True = may attend; None = plain causal over the L new tokens.
+            mask: bool [B or 1, 1, L, S], True = may attend; or an additive float mask [B or 1, H or 1, L, S]
+                (-inf = may not attend; training-only attention priors); None = plain causal over the L new tokens.
             cache: static KV cache of this layer; new keys are written at `slots` ([L]) before attending
                 over the whole buffer (S = cache length), so `mask` is required with a cache.
         Returns:
@@ -175,6 +176,8 @@ class Attention(nn.Module):
             # falling back to the math kernel.
             k, v = k.repeat_interleave(h // hkv, dim=1), v.repeat_interleave(h // hkv, dim=1)
             gqa = False
+        if mask is not None and mask.is_floating_point():
+            mask = mask.to(q.dtype)  # SDPA wants an additive mask in the query's dtype (bf16 under autocast)
         drop = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=drop, is_causal=mask is None, enable_gqa=gqa

@@ -10,7 +10,6 @@ Total: `lambda_slow * L_slow + lambda_fast * L_fast`, with
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -185,58 +184,3 @@ def dual_ar_loss(
         out[f"acc_cb{i}"] = acc_k[i]
     return out
 
-
-def alignment_prior_loss(
-    q: Tensor, k: Tensor, batch: dict[str, Tensor], heads: int = 1, sigma: float = 0.2
-) -> tuple[Tensor, Tensor]:
-    """Alignment prior on a few slow-AR attention heads: pull them toward the text token being spoken.
-
-    A decoder-only TTS model can lower its codebook-0 loss a long way as an audio language model and learn
-    the text-to-audio alignment late or never (the demo base's text-conditioning gap stayed near 0.1 nats).
-    This term tells `heads` query heads where to look: at the query predicting target frame f of T, the
-    prior over the transcript's N tokens is a Gaussian around the diagonal,
-    `G(n) = exp(-((n + 0.5) / N - (f + 0.5) / T)^2 / (2 sigma^2))`, and the loss is
-    `-log(sum_n A(f, n) G(n))` with A the head's full causal attention (over every key, so the head is also
-    pushed to attend to the text at all), averaged over heads and frames. It is guided attention in the
-    spirit of DC-TTS, for a decoder-only layout; the other heads and layers stay free.
-
-    Args:
-        q: [B, H, L, hd] rotated queries of one layer; k: [B, Hkv, L, hd] its rotated keys (GQA allowed).
-        batch: `audio_mask`, `loss_mask`, `text_mask` [B, L] (see `s2train.text.prompt.Prompt`).
-        heads: how many query heads (the first ones) are guided.
-        sigma: width of the prior in units of the whole transcript / utterance.
-    Returns:
-        (loss, mass): the loss (a scalar with gradients) and the guided heads' mean attention mass on the
-        transcript's tokens at target frames (a detached diagnostic: near 0 means the head ignores the text).
-    """
-    if "text_mask" not in batch:
-        raise ValueError("alignment_prior_loss: the batch has no text_mask (build prompts with build_prompt)")
-    b, h, n, hd = q.shape
-    heads = min(heads, h)
-    group = h // k.shape[1]
-    kv_index = torch.arange(heads, device=q.device) // group
-    qg = q[:, :heads].float()
-    kg = k[:, kv_index].float()
-    scores = qg @ kg.transpose(-1, -2) / math.sqrt(hd)  # [B, heads, L, L]
-    causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
-    attn = scores.masked_fill(~causal, float("-inf")).softmax(-1)
-    text = batch["text_mask"].bool()
-    target = batch["loss_mask"].bool() & batch["audio_mask"].bool()
-    # Query p predicts the token at p + 1: it is a frame query when position p + 1 is a target frame.
-    query = torch.zeros_like(target)
-    query[:, :-1] = target[:, 1:]
-    n_text = text.sum(1, keepdim=True).clamp_min(1).float()
-    n_frames = target.sum(1, keepdim=True).clamp_min(1).float()
-    u = (text.long().cumsum(1) - 0.5) / n_text  # [B, L] (meaningful at text positions)
-    v = torch.zeros_like(u)
-    v[:, :-1] = (target.long().cumsum(1)[:, 1:] - 0.5) / n_frames  # frame index of the token p + 1 predicts
-    prior = (
-        torch.exp(-((u[:, None, :] - v[:, :, None]) ** 2) / (2 * sigma**2)) * text[:, None, :]
-    )  # [B, L, L]
-    hit = (attn * prior[:, None]).sum(-1)  # [B, heads, L]
-    mass = (attn * text[:, None, None, :]).sum(-1)
-    sel = query[:, None, :].expand_as(hit)
-    if not sel.any():
-        return q.sum() * 0.0, torch.zeros((), device=q.device)
-    loss = -torch.log(hit[sel] + 1e-6).mean()
-    return loss, mass[sel].mean().detach()

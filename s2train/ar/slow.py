@@ -54,6 +54,8 @@ class SlowAR(nn.Module):
         mask: Tensor | None = None,
         caches: Sequence[KVLayerCache] | None = None,
         slots: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+        bias_layers: Sequence[int] | None = None,
     ) -> Tensor:
         """Run the decoder.
 
@@ -62,12 +64,23 @@ class SlowAR(nn.Module):
             positions: [L] or [B, L] rotary positions.
             mask: bool [B or 1, 1, L, S] (True = attend) or None for plain causal attention.
             caches: one KV cache per layer (inference), written at `slots` ([L]).
+            attn_bias: optional additive attention-logit bias [B, H, L, L] (training only, no cache) for the
+                layers in `bias_layers` (None = every layer), on top of `mask` (or the causal mask).
         Returns:
             hidden: [B, L, D], final-normed.
         """
         rot = self.rope(positions)
+        biased = None
+        if attn_bias is not None:
+            if caches is not None:
+                raise ValueError("SlowAR: attn_bias is a training-only prior; it cannot be used with a KV cache")
+            n = x.shape[1]
+            allowed = mask if mask is not None else torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            biased = attn_bias.float().masked_fill(~allowed, float("-inf"))
+        chosen = range(len(self.layers)) if bias_layers is None else set(bias_layers)
         for i, layer in enumerate(self.layers):
-            x = layer(x, rot, mask, None if caches is None else caches[i], slots)
+            m = biased if biased is not None and i in chosen else mask
+            x = layer(x, rot, m, None if caches is None else caches[i], slots)
         return self.norm(x)
 
     def logits(self, hidden: Tensor, token_ids: Tensor | None = None) -> Tensor:

@@ -15,7 +15,7 @@ during pre-training, the question generation answers only after the fact.
         [split=val] [max_items=96] [batch_size=8] [seed=0] [heads=1]
 
 `heads=1` adds a per-layer, per-head table of the slow AR's attention at target frames: the mass on the
-transcript's tokens and the alignment-prior loss (`s2train.ar.losses.alignment_prior_loss`, sigma 0.2; about
+transcript's tokens and the alignment-prior loss (`s2train.ar.prior.alignment_prior_loss`, sigma 0.2; about
 0.1 for a head that follows the diagonal, about 3 for one spread over the text). It shows whether any head
 has learned where in the text the speech is.
 """
@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from s2train.ar.dual_ar import DualAR
-from s2train.ar.losses import alignment_prior_loss, selected_slow_logits
+from s2train.ar.losses import selected_slow_logits
+from s2train.ar.prior import alignment_prior_loss
 from s2train.text.tokenizer import S2Tokenizer
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ import torch
 
 from s2train.ar.config import DualARConfig
 from s2train.ar.dual_ar import DualAR
-from s2train.ar.losses import alignment_prior_loss, dual_ar_loss
+from s2train.ar.losses import dual_ar_loss
+from s2train.ar.prior import AttnPrior, alignment_prior_loss, alignment_stats, attention_prior_bias
 from s2train.ar.losses import fast_weights as resolve_fast_weights
 from s2train.bundle import export_bundle, is_bundle, load_init_weights, read_bundle_config
 from s2train.lit.lora import apply_lora, has_lora, merge_lora, save_adapter
@@ -93,9 +94,15 @@ class DualARLitModule(pl.LightningModule):
             `init_from` for the frozen base).
         codec_dir: codec recorded in exported bundles (None: the data module's `codec_dir`, read from the
             code dataset's summary.json when it names one, else the codec of the `init_from` bundle).
-        align_weight: weight of the alignment-prior loss (`s2train.ar.losses.alignment_prior_loss`; 0 = off).
+        align_weight: weight of the alignment-prior loss (`s2train.ar.prior.alignment_prior_loss`; 0 = off).
             It guides `align_heads` query heads of slow layer `align_layer` toward the transcript token being
             spoken (prior width `align_sigma`) and logs `align_loss` and `align_mass`.
+        attn_prior: training-only forward-pass attention prior (`s2train.ar.prior.AttnPrior` fields: heads,
+            layers, sigma, floor, hold_steps, anneal_steps; None = off): an additive bias on the attention
+            logits of the first `heads` heads of the chosen slow layers, weight 1 to `hold_steps` then annealed
+            to 0 by `anneal_steps`. Validation, inference and exported bundles never see it. Logs
+            `align/prior_weight` and, for slow layer `align_layer` without the bias, `align/mass`,
+            `align/monotonic` and `align/diag_err` (`s2train.ar.prior.alignment_stats`).
     """
 
     def __init__(
@@ -125,6 +132,7 @@ class DualARLitModule(pl.LightningModule):
         align_layer: int = 1,
         align_heads: int = 1,
         align_sigma: float = 0.2,
+        attn_prior: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -159,9 +167,10 @@ class DualARLitModule(pl.LightningModule):
             raise ValueError(
                 f"align_weight={align_weight} must be >= 0, align_sigma={align_sigma} > 0, align_heads={align_heads} >= 1"
             )
+        n_layers = len(self.model.slow.layers)
+        self.attn_prior = AttnPrior.from_config(attn_prior, n_layers, self.model_config.n_heads)
         self._align_attn = None
-        if align_weight > 0:
-            n_layers = len(self.model.slow.layers)
+        if align_weight > 0 or self.attn_prior is not None:
             if not 0 <= align_layer < n_layers:
                 raise ValueError(f"align_layer={align_layer} must be in [0, {n_layers}) (slow AR layers)")
             self._align_attn = self.model.slow.layers[align_layer].attn
@@ -173,19 +182,33 @@ class DualARLitModule(pl.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Losses and metrics for one collated batch (see `s2train.ar.losses.dual_ar_loss`)."""
         # Logits only at target positions: the [B, L, V] tensor is the memory peak at S2 vocab sizes.
-        out = self.model(batch["tokens"], batch["codes"], batch["audio_mask"], compute_logits=False)
         hp = self.hparams
+        bias, prior = None, self.attn_prior
+        if prior is not None and self.training:
+            weight = prior.weight(self.global_step)
+            if weight > 0:
+                bias = attention_prior_bias(batch, prior, self.model_config.n_heads, weight)
+        out = self.model(
+            batch["tokens"], batch["codes"], batch["audio_mask"], compute_logits=False,
+            attn_bias=bias, bias_layers=None if prior is None else prior.layers,
+        )  # fmt: skip
         metrics = dual_ar_loss(
             None, out.hidden, batch, self.model.fast_forward, self.weights,
             hp.lambda_slow, hp.lambda_fast, hp.max_fast_frames, logits_fn=self.model.slow.logits,
         )  # fmt: skip
         if self._align_attn is not None:
-            q, k = self._align_attn.captured  # kept by the forward above
+            q, k = self._align_attn.captured  # kept by the forward above (rotated q/k: the bias is not in them)
             self._align_attn.captured = None
-            align, mass = alignment_prior_loss(q, k, batch, hp.align_heads, hp.align_sigma)
-            metrics["loss"] = metrics["loss"] + hp.align_weight * align
-            metrics["align_loss"] = align.detach()
-            metrics["align_mass"] = mass
+            if hp.align_weight > 0:
+                align, mass = alignment_prior_loss(q, k, batch, hp.align_heads, hp.align_sigma)
+                metrics["loss"] = metrics["loss"] + hp.align_weight * align
+                metrics["align_loss"] = align.detach()
+                metrics["align_mass"] = mass
+            if prior is not None:
+                stats = alignment_stats(q, k, batch, prior.heads)
+                metrics.update({f"align/{key}": value for key, value in stats.items()})
+                if self.training:
+                    metrics["align/prior_weight"] = torch.tensor(prior.weight(self.global_step))
         return metrics
 
     def _log_metrics(self, stage: str, metrics: dict[str, torch.Tensor], batch_size: int) -> None:

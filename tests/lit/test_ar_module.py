@@ -249,7 +249,7 @@ def _one_hot_attention(n, targets, hd=64, scale=40.0):
 
 
 def test_alignment_prior_prefers_the_diagonal():
-    from s2train.ar.losses import alignment_prior_loss
+    from s2train.ar.prior import alignment_prior_loss
 
     batch, n = _align_batch()
     text_pos = [2, 3, 4, 5]
@@ -270,7 +270,7 @@ def test_alignment_prior_prefers_the_diagonal():
 
 
 def test_alignment_prior_gradient_moves_a_head_onto_the_text():
-    from s2train.ar.losses import alignment_prior_loss
+    from s2train.ar.prior import alignment_prior_loss
 
     torch.manual_seed(0)
     batch, n = _align_batch()
@@ -302,3 +302,29 @@ def test_module_alignment_prior_is_logged_and_checked(data):
     assert float(out["loss"]) == pytest.approx(float(base["loss"] + 0.5 * out["align_loss"]), rel=1e-5)
     with pytest.raises(ValueError, match="align_layer"):
         _module(root, align_weight=0.5, align_layer=5)
+
+
+def test_module_forward_attention_prior_trains_only(data):
+    dm, root = data
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    prior = {"heads": 1, "sigma": 0.1, "hold_steps": 5, "anneal_steps": 10}
+    module = _module(root, attn_prior=prior, align_layer=0)
+    plain = _module(root)
+    plain.model.load_state_dict(module.model.state_dict())
+    module.train(), plain.train()
+    torch.manual_seed(0)
+    biased = module(batch)
+    torch.manual_seed(0)
+    base = plain(batch)
+    assert float(biased["align/prior_weight"]) == 1.0
+    assert not torch.allclose(biased["loss_slow"], base["loss_slow"])  # the bias is in the forward pass
+    for key in ("align/mass", "align/monotonic", "align/diag_err"):
+        assert 0.0 <= float(biased[key]) <= 1.0, key
+    module.eval(), plain.eval()
+    with torch.no_grad():
+        val, ref = module(batch), plain(batch)
+    assert "align/prior_weight" not in val  # validation runs without the prior
+    assert torch.equal(val["loss"], ref["loss"])
+    with pytest.raises(ValueError, match="attn_prior"):
+        _module(root, attn_prior={"heads": 9})
