@@ -53,7 +53,9 @@ class AttnPrior:
         d = dict(cfg)
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"module.attn_prior: unknown key(s) {sorted(unknown)}; known: {list(cls.__dataclass_fields__)}")
+            raise ValueError(
+                f"module.attn_prior: unknown key(s) {sorted(unknown)}; known: {list(cls.__dataclass_fields__)}"
+            )
         if d.get("layers") is not None:
             d["layers"] = tuple(int(i) for i in d["layers"])
         p = cls(**d)
@@ -106,7 +108,9 @@ def _log_prior(u: Tensor, v: Tensor, sigma: float) -> Tensor:
     return -((u[:, None, :] - v[:, :, None]) ** 2) / (2 * sigma**2)
 
 
-def attention_prior_bias(batch: Mapping[str, Tensor], prior: AttnPrior, n_heads: int, weight: float) -> Tensor:
+def attention_prior_bias(
+    batch: Mapping[str, Tensor], prior: AttnPrior, n_heads: int, weight: float
+) -> Tensor:
     """Additive attention-logit bias for the forward pass.
 
     Rows of frame queries of items that have a transcript get `weight * max(log G, floor)` on transcript keys

@@ -73,7 +73,9 @@ class SlowAR(nn.Module):
         biased = None
         if attn_bias is not None:
             if caches is not None:
-                raise ValueError("SlowAR: attn_bias is a training-only prior; it cannot be used with a KV cache")
+                raise ValueError(
+                    "SlowAR: attn_bias is a training-only prior; it cannot be used with a KV cache"
+                )
             n = x.shape[1]
             allowed = mask if mask is not None else torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
             biased = attn_bias.float().masked_fill(~allowed, float("-inf"))

@@ -17,8 +17,8 @@ import torch
 from s2train.ar.config import DualARConfig
 from s2train.ar.dual_ar import DualAR
 from s2train.ar.losses import dual_ar_loss
-from s2train.ar.prior import AttnPrior, alignment_prior_loss, alignment_stats, attention_prior_bias
 from s2train.ar.losses import fast_weights as resolve_fast_weights
+from s2train.ar.prior import AttnPrior, alignment_prior_loss, alignment_stats, attention_prior_bias
 from s2train.bundle import export_bundle, is_bundle, load_init_weights, read_bundle_config
 from s2train.lit.lora import apply_lora, has_lora, merge_lora, save_adapter
 from s2train.lit.schedules import build_scheduler
@@ -197,7 +197,9 @@ class DualARLitModule(pl.LightningModule):
             hp.lambda_slow, hp.lambda_fast, hp.max_fast_frames, logits_fn=self.model.slow.logits,
         )  # fmt: skip
         if self._align_attn is not None:
-            q, k = self._align_attn.captured  # kept by the forward above (rotated q/k: the bias is not in them)
+            q, k = (
+                self._align_attn.captured
+            )  # kept by the forward above (rotated q/k: the bias is not in them)
             self._align_attn.captured = None
             if hp.align_weight > 0:
                 align, mass = alignment_prior_loss(q, k, batch, hp.align_heads, hp.align_sigma)
