@@ -18,7 +18,7 @@ class StreamStats:
     """Filled while a stream runs.
 
     Attributes:
-        ttfa_s: time from the call to the first audio chunk (time-to-first-audio), None until then.
+        ttfa_s: time from the request to the first audio chunk (time-to-first-audio), None until then.
         total_s: time until the last chunk.  frames / samples: emitted so far.  chunks: count.
     """
 
@@ -39,6 +39,7 @@ def stream_audio(
     seed: int | None = None,
     chunk_frames: int = 8,
     stats: StreamStats | None = None,
+    t0: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 mono audio chunks ([t * hop]) as frames arrive.
 
@@ -48,9 +49,11 @@ def stream_audio(
         prompt: a `Prompt` or (tokens, codes, audio_mask) triple.
         chunk_frames: frames per chunk (smaller = earlier first audio, more overhead).
         stats: optional `StreamStats` updated in place (time-to-first-audio etc.).
+        t0: `time.perf_counter()` at the request, the start of `ttfa_s`; default: the first `next()` (this
+            generator's body starts there, after whatever prepared the prompt).
     """
     stats = stats if stats is not None else StreamStats()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if t0 is None else t0
     decoder = codec.stream_decoder()
     codec_device = next(codec.parameters()).device
     for codes in engine.stream(prompt, params, max_frames, seed, chunk_frames):

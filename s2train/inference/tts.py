@@ -7,6 +7,7 @@ wav, sr = tts.synthesize("Hello there.", references=[("ref.wav", "transcript of 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -192,16 +193,18 @@ class TTS:
     def stream(self, text: str, references: Sequence = (), seed: int | None = None, max_seconds: float | None = None,
                chunk_frames: int = 8, **sampling) -> Iterator[np.ndarray]:  # fmt: skip
         """Like `synthesize`, but yields audio chunks as frames arrive; `last_stats["ttfa_s"]` holds the
-        time-to-first-audio once the first chunk is out."""
+        time-to-first-audio once the first chunk is out, counted from this call (prompt building and
+        reference encoding included)."""
+        t0 = time.perf_counter()
         params = self._params(sampling)  # errors raise here, at the call, not at the first next()
         prompt = self.prompt(text, references)
-        return self._stream(prompt, params, self._max_frames(prompt, max_seconds), seed, chunk_frames)
+        return self._stream(prompt, params, self._max_frames(prompt, max_seconds), seed, chunk_frames, t0)
 
-    def _stream(self, prompt, params, max_frames, seed, chunk_frames) -> Iterator[np.ndarray]:
+    def _stream(self, prompt, params, max_frames, seed, chunk_frames, t0: float) -> Iterator[np.ndarray]:
         stats = StreamStats()
         self.last_stats = {"stream": stats}
         for chunk in stream_audio(
-            self.engine, self.codec, prompt, params, max_frames, seed, chunk_frames, stats
+            self.engine, self.codec, prompt, params, max_frames, seed, chunk_frames, stats, t0
         ):
             self.last_stats.update(ttfa_s=stats.ttfa_s, frames_out=stats.frames)
             yield chunk

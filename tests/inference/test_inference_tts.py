@@ -69,6 +69,23 @@ def test_stream_matches_synthesize_and_records_ttfa(tts, parts):
     np.testing.assert_allclose(np.concatenate(chunks), full, atol=1e-4)
 
 
+def test_stream_ttfa_counts_prompt_and_reference_encoding(tts, parts, monkeypatch):
+    """TTFA starts at the call: building the prompt (reference encoding) is part of the wait."""
+    import time
+
+    _, _, codec = parts
+    build = tts.prompt
+
+    def slow_prompt(*args, **kwargs):
+        time.sleep(0.5)  # stands in for encoding a long reference
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(tts, "prompt", slow_prompt)
+    chunks = tts.stream("the lazy dog", references=[((_ref(codec), codec.sample_rate), "hi")], chunk_frames=2)
+    next(chunks)
+    assert tts.last_stats["ttfa_s"] >= 0.5
+
+
 @pytest.mark.parametrize(
     "text, refs, sampling, match",
     [
