@@ -9,6 +9,12 @@ exactly what it would compute alone; the attention mask hides slots < pad_b.
 `<|im_end|>`), run the K-1 fast steps against a reused (K+1)-slot cache, then one slow step that feeds the
 new frame and leaves the next hidden state pending. All state lives in device tensors updated in place:
 no host sync inside a frame.
+
+Classifier-free guidance (`SamplingTensors.guided`): the slow AR runs R = 2B rows, rows [0, B) on the
+requests' prompts and rows [B, 2B) on their unconditional prompts (`s2train.text.unconditional_prompt`), in
+the same forwards. Each frame combines the two rows' slow logits (`s2train.inference.sampling.guide`), samples
+one token per request, runs the fast AR on the conditional row's hidden state only, and feeds the chosen
+frame to both rows. Everything else (done, lengths, window, codes, log-probs) has B rows.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from torch import Tensor
 
 from s2train.ar.dual_ar import DualAR
 from s2train.inference.kv_cache import DecodeCaches, KVCache
-from s2train.inference.sampling import SamplingTensors, repetition_aware, sample, token_logprob
+from s2train.inference.sampling import SamplingTensors, guide, repetition_aware, sample, token_logprob
 
 NEG_INF = float("-inf")
 
@@ -77,8 +83,9 @@ class DecodeState:
     """Mutable per-batch decode state (all tensors, updated in place by `decode_frame`).
 
     Attributes:
-        hidden: [B, D] slow hidden state at the last fed position (pending: the next frame is sampled from it).
-        slot: [1] cache slot of the next slow input.  pad: [B] left padding.
+        hidden: [R, D] slow hidden state at the last fed position (pending: the next frame is sampled from it);
+            R = B, or 2B with guidance (unconditional rows last).
+        slot: [1] cache slot of the next slow input.  pad: [R] left padding.
         done: [B] row has emitted `<|im_end|>`.  lengths: [B] frames emitted.
         window: [B, W] recent semantic tokens for repetition-aware sampling (-1 = empty).  step: [1].
         codes: [B, K] last frame.  token: [B] last slow token.  valid: [B] last frame is a real frame.
@@ -100,12 +107,15 @@ class DecodeState:
     fast_logprob: Tensor
 
     @classmethod
-    def allocate(cls, batch: int, dim: int, k: int, window: int, dtype, device) -> DecodeState:
+    def allocate(
+        cls, batch: int, dim: int, k: int, window: int, dtype, device, guided: bool = False
+    ) -> DecodeState:
         z = torch.zeros
+        rows = 2 * batch if guided else batch
         return cls(
-            hidden=z(batch, dim, dtype=dtype, device=device),
+            hidden=z(rows, dim, dtype=dtype, device=device),
             slot=z(1, dtype=torch.long, device=device),
-            pad=z(batch, dtype=torch.long, device=device),
+            pad=z(rows, dtype=torch.long, device=device),
             done=z(batch, dtype=torch.bool, device=device),
             lengths=z(batch, dtype=torch.long, device=device),
             window=torch.full((batch, max(window, 1)), -1, dtype=torch.long, device=device),
@@ -122,7 +132,7 @@ class DecodeState:
         return list(vars(self).values())
 
     def reset(self, hidden: Tensor, pad: Tensor, start_slot: int, min_frames: int = 0) -> None:
-        """Start a new request in the same buffers (addresses unchanged)."""
+        """Start a new request in the same buffers (addresses unchanged). hidden: [R, D]; pad: [R]."""
         self.min_frames.fill_(min_frames)
         self.hidden.copy_(hidden)
         self.pad.copy_(pad)
@@ -176,6 +186,9 @@ def decode_frame(
 ) -> Tensor:
     """Emit one frame per row: slow sample + K-1 fast steps + one slow step (see module docstring).
 
+    With `params.guided` the slow token is sampled from the guided logits of the conditional and
+    unconditional rows; the fast AR runs on the conditional row's hidden state; both rows are fed the frame.
+
     Args:
         state: updated in place (hidden, slot, done, lengths, window, codes, valid, log-probs).
     Returns:
@@ -183,13 +196,16 @@ def decode_frame(
     """
     cfg = model.config
     k = cfg.num_codebooks
-    hidden = state.hidden
+    b = state.done.shape[0]
     stop_index = consts.allowed_ids.shape[0] - 1
 
     # Slow AR token, constrained to the assistant-turn vocabulary (only those head rows are read).
     slow_logits = model.slow.range_logits(
-        hidden, cfg.semantic_start, cfg.num_semantic, consts.allowed_ids[-1:]
+        state.hidden, cfg.semantic_start, cfg.num_semantic, consts.allowed_ids[-1:]
     )  # semantic range as a head view + <|im_end|>
+    if params.guided:
+        slow_logits = guide(slow_logits[:b], slow_logits[b:], params.cfg_scale)
+    hidden = state.hidden[:b]  # the conditional rows
     slow_logits = slow_logits.masked_fill(
         consts.is_stop_id[None] & (state.step < state.min_frames)[:, None], NEG_INF
     )
@@ -236,10 +252,13 @@ def decode_frame(
     state.done.logical_or_(is_stop)
 
     # Slow step on the new frame; a stopped row feeds <|im_end|> as text (its outputs are ignored).
+    # With guidance the unconditional rows are fed the same frame.
+    rows = 2 if params.guided else 1
+    feed_token, feed_codes, feed_audio = token.repeat(rows), codes.repeat(rows, 1), (~is_stop).repeat(rows)
     positions = (state.slot - state.pad)[:, None]
     visible = (consts.slot_range[None, :] >= state.pad[:, None]) & (consts.slot_range[None, :] <= state.slot)
     out = model(
-        token[:, None], codes[:, :, None], (~is_stop)[:, None], attn_mask=visible[:, None, None],
+        feed_token[:, None], feed_codes[:, :, None], feed_audio[:, None], attn_mask=visible[:, None, None],
         positions=positions, kv_caches=caches.slow, cache_slots=state.slot, compute_logits=False,
     )  # fmt: skip
     state.hidden.copy_(out.hidden[:, 0])

@@ -4,6 +4,11 @@ Layout: left padding (see `s2train.inference.engine`). Each prompt is prefilled 
 with `num_samples=G` its KV is copied into the G-1 sibling rows (prefix sharing). With a
 `VoicePrefixCache`, the prompt's system turn (up to and including its first `<|im_end|>`) is looked up by
 content; a hit copies the stored KV and only the rest of the prompt is prefilled.
+
+Classifier-free guidance (a `SamplingParams.cfg_scale` != 1): each prompt's unconditional prompt
+(`s2train.text.unconditional_prompt`, derived here from the prompt's `text_mask`) is prefilled into a second
+block of rows and decoded in the same forwards (see `s2train.inference.engine`); its system turn hits the
+voice-prefix cache the conditional prompt filled.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from s2train.inference.engine import DecodeCaches, DecodeConsts, DecodeState, de
 from s2train.inference.graphs import FrameRunner, resolve_mode
 from s2train.inference.kv_cache import VoicePrefixCache, prefix_key
 from s2train.inference.sampling import SamplingParams, SamplingTensors
+from s2train.text.prompt import unconditional_prompt
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +41,8 @@ class GenerationResult:
         codes: per row LongTensor[K, T_i] (CPU).
         stopped: per row, whether `<|im_end|>` was emitted (False = hit max_frames).
         slow_logprobs: per row [T_i (+1 if stopped)] log-probs of the sampled slow tokens (the frames'
-            semantic tokens, then `<|im_end|>`), full-vocabulary softmax at temperature 1; None unless requested.
+            semantic tokens, then `<|im_end|>`), full-vocabulary softmax at temperature 1 of the conditional
+            prompt (also with guidance: the model's own log-probs, not the guided ones); None unless requested.
         fast_logprobs: per row [K, T_i] log-probs of each frame's codes under the fast AR (entry 0 = the fast
             AR's own prediction of q0, as in `DualAR.fast_forward`); None unless requested.
         stats: timings (prefill_s, decode_s, frames) and voice-cache counters.
@@ -46,6 +53,16 @@ class GenerationResult:
     slow_logprobs: list[Tensor] | None = None
     fast_logprobs: list[Tensor] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _unconditional_triple(prompt, i: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(tokens, codes, audio_mask) of prompt i's unconditional prompt; needs a `Prompt` with a text_mask."""
+    if getattr(prompt, "text_mask", None) is None:
+        raise ValueError(
+            f"prompt {i}: cfg_scale != 1 needs a Prompt with a text_mask (s2train.text.build_prompt) to derive "
+            "its unconditional prompt; got a hand-built prompt or a (tokens, codes, audio_mask) triple"
+        )
+    return _as_triple(unconditional_prompt(prompt))
 
 
 def _as_triple(prompt) -> tuple[Tensor, Tensor, Tensor]:
@@ -144,10 +161,10 @@ class InferenceEngine:
         key = (batch, max_len, logprobs, tuple(sorted(flags.items())))
         if key not in self._sessions:
             cfg = self.model.config
-            caches = DecodeCaches.allocate(cfg, batch, max_len, self.dtype, self.device)
-            state = DecodeState.allocate(
-                batch, cfg.dim, cfg.num_codebooks, sampling.ras_window, self.dtype, self.device
-            )
+            rows = 2 * batch if sampling.guided else batch  # guidance: unconditional rows after the B rows
+            caches = DecodeCaches.allocate(cfg, batch, max_len, self.dtype, self.device, slow_rows=rows)
+            dims = (cfg.dim, cfg.num_codebooks, sampling.ras_window)
+            state = DecodeState.allocate(batch, *dims, self.dtype, self.device, guided=sampling.guided)
             consts = DecodeConsts.build(self.model, self.stop_token_id, max_len, self.device, logprobs)
             static_sampling = SamplingTensors(
                 **{k: v.clone() for k, v in vars(sampling).items() if isinstance(v, Tensor)}, **flags
@@ -233,6 +250,11 @@ class InferenceEngine:
         triples = [_as_triple(p) for p in prompts]
         for i, (t, c, a) in enumerate(triples):
             check_prompt(model, t, c, a, i)
+        g = num_samples
+        batch = len(triples) * g
+        sampling = SamplingTensors.build(plist, cfg.num_codebooks, self.device).repeat_interleave(g)
+        if sampling.guided:  # rows [batch, 2 * batch): the unconditional prompts, same order
+            triples = triples + [_unconditional_triple(p, i) for i, p in enumerate(prompts)]
         lmax = max(t.numel() for t, _, _ in triples)
         need = lmax + max_frames + 1
         if need > cfg.max_seq_len:
@@ -240,9 +262,6 @@ class InferenceEngine:
                 f"generate: longest prompt {lmax} + max_frames {max_frames} + 1 = {need} exceeds "
                 f"max_seq_len={cfg.max_seq_len}; shorten the text/reference or lower max_frames"
             )
-        g = num_samples
-        batch = len(triples) * g
-        sampling = SamplingTensors.build(plist, cfg.num_codebooks, self.device).repeat_interleave(g)
         caches, state, runner = self._session(batch, need, return_logprobs, sampling)
         runner.prepare()  # warm-up/capture before prefill: its cache writes are overwritten below
         if seed is not None:
@@ -250,8 +269,9 @@ class InferenceEngine:
             torch.manual_seed(seed)
 
         t0 = time.perf_counter()
-        hidden = torch.zeros(batch, cfg.dim, dtype=self.dtype, device=self.device)
-        pads = torch.zeros(batch, dtype=torch.long)
+        rows = len(triples) * g  # batch, or 2 * batch with guidance
+        hidden = torch.zeros(rows, cfg.dim, dtype=self.dtype, device=self.device)
+        pads = torch.zeros(rows, dtype=torch.long)
         for p, (tokens, codes, audio_mask) in enumerate(triples):
             pad = lmax - tokens.numel()
             row = p * g

@@ -44,17 +44,24 @@ class KVCache:
 
 @dataclass
 class DecodeCaches:
-    """Slow caches [B, H, max_len, hd] per slow layer and fast caches [B, H, K+1, hd] per fast layer."""
+    """Slow caches [R, H, max_len, hd] per slow layer and fast caches [B, H, K+1, hd] per fast layer.
+
+    R = B rows, or 2B with classifier-free guidance (the unconditional rows run the slow AR only).
+    """
 
     slow: list[KVCache]
     fast: list[KVCache]
     max_len: int
 
     @classmethod
-    def allocate(cls, cfg: DualARConfig, batch: int, max_len: int, dtype, device) -> DecodeCaches:
-        """Sized to the request (`max_len = longest prompt + max_frames + 1`), never to max_seq_len."""
+    def allocate(
+        cls, cfg: DualARConfig, batch: int, max_len: int, dtype, device, slow_rows: int | None = None
+    ) -> DecodeCaches:
+        """Sized to the request (`max_len = longest prompt + max_frames + 1`), never to max_seq_len.
+
+        `slow_rows`: rows of the slow caches (default `batch`; 2 * batch with guidance)."""
         slow = [
-            KVCache.empty(batch, cfg.n_kv_heads, max_len, cfg.head_dim, dtype, device)
+            KVCache.empty(slow_rows or batch, cfg.n_kv_heads, max_len, cfg.head_dim, dtype, device)
             for _ in range(cfg.n_layers)
         ]
         fast = [

@@ -1,7 +1,8 @@
 """Reference decoder without caches: recomputes the full slow and fast forwards for every token.
 
 Slow and simple on purpose: the parity tests and the benchmark baseline compare the cached path against it.
-It uses the same sampling functions, so greedy outputs must match the cached path token for token.
+It uses the same sampling functions, so greedy outputs must match the cached path token for token, also
+with classifier-free guidance (the unconditional prompt recomputed alongside, its logits combined by `guide`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import torch
 from torch import Tensor
 
 from s2train.ar.dual_ar import DualAR
-from s2train.inference.generate import _as_triple, check_prompt
-from s2train.inference.sampling import SamplingParams, SamplingTensors, repetition_aware, sample
+from s2train.inference.generate import _as_triple, _unconditional_triple, check_prompt
+from s2train.inference.sampling import SamplingParams, SamplingTensors, guide, repetition_aware, sample
 
 
 @torch.inference_mode()
@@ -27,7 +28,11 @@ def naive_generate(
     stop_token_id: int,
     min_frames: int = 0,
 ) -> list[Tensor]:
-    """Generate each prompt alone with full recomputation. Returns LongTensor[K, T_i] per prompt."""
+    """Generate each prompt alone with full recomputation. Returns LongTensor[K, T_i] per prompt.
+
+    With `params.cfg_scale` != 1 each step also runs the uncached forward of the unconditional prompt (plus
+    the frames so far) and samples from the guided slow logits; the fast AR sees the conditional hidden state.
+    """
     cfg = model.config
     params = (params or SamplingParams()).validate(cfg.num_codebooks)
     device = next(model.parameters()).device
@@ -52,12 +57,22 @@ def naive_generate(
     for i, prompt in enumerate(prompts):
         tokens, codes, audio = _as_triple(prompt)
         check_prompt(model, tokens, codes, audio, i)
-        tokens, codes, audio = tokens.to(device), codes.to(device), audio.to(device).bool()
+        seqs = [(tokens, codes, audio)]
+        if sp.guided:
+            seqs.append(_unconditional_triple(prompt, i))
+        seqs = [(t.to(device), c.to(device), a.to(device).bool()) for t, c, a in seqs]
         window = torch.full((1, max(sp.ras_window, 1)), -1, dtype=torch.long, device=device)
         frames = []
         for step in range(max_frames):
-            hidden = model(tokens[None], codes[None], audio[None], compute_logits=False).hidden[:, -1]
-            slow_logits = model.slow.range_logits(hidden, cfg.semantic_start, cfg.num_semantic, allowed[-1:])
+            hiddens = [
+                model(t[None], c[None], a[None], compute_logits=False).hidden[:, -1] for t, c, a in seqs
+            ]
+            row_logits = [
+                model.slow.range_logits(h, cfg.semantic_start, cfg.num_semantic, allowed[-1:])
+                for h in hiddens
+            ]
+            slow_logits = guide(*row_logits, sp.cfg_scale) if sp.guided else row_logits[0]
+            hidden = hiddens[0]
             if step < min_frames:
                 slow_logits[:, stop_index] = float("-inf")
             idx, full = sample(slow_logits, sp.temperature, sp.top_k, sp.top_p, sp.greedy)
@@ -78,8 +93,10 @@ def naive_generate(
             frame = torch.stack(qs, dim=1)  # [1, K]
             window[0, step % window.shape[1]] = frame[0, 0]
             frames.append(frame[0])
-            tokens = torch.cat([tokens, allowed[idx]])
-            codes = torch.cat([codes, frame.t()], dim=1)
-            audio = torch.cat([audio, torch.ones(1, dtype=torch.bool, device=device)])
+            one = torch.ones(1, dtype=torch.bool, device=device)
+            seqs = [
+                (torch.cat([t, allowed[idx]]), torch.cat([c, frame.t()], dim=1), torch.cat([a, one]))
+                for t, c, a in seqs
+            ]
         outputs.append(torch.stack(frames, dim=1).cpu() if frames else torch.zeros(k, 0, dtype=torch.long))
     return outputs

@@ -30,6 +30,10 @@ class SamplingParams:
         ras_window: repetition-aware sampling window over recent semantic tokens (0 disables).
         ras_threshold: if the sampled semantic token fills more than this fraction of the window, it is
             re-drawn from the full (temperature-only) distribution (VALL-E 2 style).
+        cfg_scale: classifier-free guidance on the transcript; 1 = off. Otherwise the engine decodes the
+            request next to its unconditional prompt (`s2train.text.unconditional_prompt`) and samples the
+            slow token from `uncond + cfg_scale * (cond - uncond)` (see `guide`); 0 = unconditional only.
+            Needs a model trained with `data.text_dropout` > 0 to mean anything.
     """
 
     do_sample: bool = True
@@ -41,6 +45,7 @@ class SamplingParams:
     fast_top_k: int | Sequence[int] | None = None
     ras_window: int = 16
     ras_threshold: float = 0.25
+    cfg_scale: float = 1.0
 
     def validate(self, num_codebooks: int) -> SamplingParams:
         """Raise ValueError naming the bad field; returns self."""
@@ -69,6 +74,9 @@ class SamplingParams:
             raise ValueError(f"SamplingParams.ras_window must be an int >= 0, got {self.ras_window!r}")
         if not 0.0 <= self.ras_threshold <= 1.0:
             raise ValueError(f"SamplingParams.ras_threshold must be in [0, 1], got {self.ras_threshold!r}")
+        c = self.cfg_scale
+        if not isinstance(c, int | float) or isinstance(c, bool) or not math.isfinite(c) or c < 0:
+            raise ValueError(f"SamplingParams.cfg_scale must be a finite number >= 0, got {c!r}")
         return self
 
     def fast_values(self, num_codebooks: int) -> tuple[list[float], list[float], list[int]]:
@@ -93,8 +101,11 @@ class SamplingTensors:
         temperature, top_p, top_k, greedy: [B] slow-AR settings.
         fast_temperature, fast_top_p, fast_top_k: [B, K]; fast_greedy: [B].
         ras_threshold: [B] max count of a token in the window (as a float count); ras_window: static int.
+        cfg_scale: [B] classifier-free guidance scale (1 = off for that row).
         greedy_only, filter_slow, filter_fast: static flags (part of the captured graph) that skip work no
             row needs: sampling when every row is greedy, the top-k/top-p sort when no row filters.
+        guided: static flag, some row has cfg_scale != 1: the decode batch carries an unconditional row per
+            row (see `s2train.inference.engine`).
     """
 
     temperature: Tensor
@@ -105,14 +116,16 @@ class SamplingTensors:
     fast_top_p: Tensor
     fast_top_k: Tensor
     ras_threshold: Tensor
+    cfg_scale: Tensor
     ras_window: int
     greedy_only: bool = False
     filter_slow: bool = True
     filter_fast: bool = True
+    guided: bool = False
 
     def flags(self) -> dict:
         return {"ras_window": self.ras_window, "greedy_only": self.greedy_only, "filter_slow": self.filter_slow,
-                "filter_fast": self.filter_fast}  # fmt: skip
+                "filter_fast": self.filter_fast, "guided": self.guided}  # fmt: skip
 
     @classmethod
     def build(
@@ -139,7 +152,9 @@ class SamplingTensors:
             ras_threshold=t(
                 [p.ras_threshold * p.ras_window if p.ras_window else 1e9 for p in params], torch.float32
             ),
+            cfg_scale=t([float(p.cfg_scale) for p in params], torch.float32),
             ras_window=window,
+            guided=any(p.cfg_scale != 1 for p in params),
             greedy_only=all(not p.do_sample for p in params),
             filter_slow=any(p.do_sample and (p.top_k > 0 or p.top_p < 1.0) for p in params),
             filter_fast=any(
@@ -210,6 +225,24 @@ def sample(
     probs = filter_logits(scaled, top_k, top_p).softmax(dim=-1) if use_filter else full
     token = torch.where(greedy, best, draw(probs))
     return token, full
+
+
+def guide(cond: Tensor, uncond: Tensor, scale: Tensor) -> Tensor:
+    """Classifier-free guidance on slow-AR logits: `uncond + scale * (cond - uncond)`, in float32.
+
+    Combined as raw logits. Log-softmax space gives the same distribution: log-softmax subtracts a per-row
+    constant from each side, and a per-row constant shifts the combination without changing its softmax,
+    top-k or top-p sets. Rows with scale 1 return `cond` exactly (no rounding), scale 0 returns `uncond`.
+
+    Args:
+        cond, uncond: [N, V] logits of the conditional and unconditional prompts (finite).
+        scale: [N] float.
+    Returns:
+        [N, V] float32 guided logits.
+    """
+    cond, uncond = cond.float(), uncond.float()
+    mixed = uncond + scale[:, None] * (cond - uncond)
+    return torch.where((scale == 1)[:, None], cond, mixed)
 
 
 def repetition_aware(

@@ -136,6 +136,10 @@ def test_max_frames_without_stop(tiny_model):
         (dict(top_k=-1), "top_k"),
         (dict(fast_temperature=[0.5, 0.5]), "codebooks"),
         (dict(ras_threshold=2.0), "ras_threshold"),
+        (dict(cfg_scale=-0.5), "cfg_scale"),
+        (dict(cfg_scale=float("nan")), "cfg_scale"),
+        (dict(cfg_scale=float("inf")), "cfg_scale"),
+        (dict(cfg_scale="2"), "cfg_scale"),
     ],
 )
 def test_bad_sampling_params(tiny_model, kwargs, match):
