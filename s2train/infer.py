@@ -2,7 +2,8 @@
 
     python -m s2train.infer bundle=runs/demo/bundle text="Hello there." ref=ref.wav ref_text="..." out=out.wav
 
-Options (key=value): seed, temperature, top_p, top_k, greedy=true, max_seconds, device (cpu|cuda),
+Options (key=value): seed, temperature, top_p, top_k, greedy=true, cfg_scale (classifier-free guidance on
+the text, 1 = off; needs a model trained with data.text_dropout > 0), max_seconds, device (cpu|cuda),
 dtype (float32|bfloat16), mode (auto|eager|cudagraph|compile), stream=true (print time-to-first-audio),
 codec=<dir> (override the bundle's codec). Several references: ref=a.wav,b.wav ref_text="text a|text b".
 """
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 KNOWN = {
     "bundle", "text", "ref", "ref_text", "out", "seed", "temperature", "top_p", "top_k", "greedy", "max_seconds",
-    "device", "dtype", "mode", "stream", "codec", "chunk_frames",
+    "cfg_scale", "device", "dtype", "mode", "stream", "codec", "chunk_frames",
 }  # fmt: skip
 
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError(f"{len(paths)} ref files but {len(texts)} ref_text entries (separate with '|')")
         refs = list(zip(paths, texts))
     sampling = {}
-    for key, cast in (("temperature", float), ("top_p", float), ("top_k", int)):
+    for key, cast in (("temperature", float), ("top_p", float), ("top_k", int), ("cfg_scale", float)):
         if key in args:
             sampling[key] = cast(args[key])
     if args.get("greedy", "false").lower() in ("1", "true", "yes"):
