@@ -169,12 +169,14 @@ class DualARLitModule(pl.LightningModule):
             )
         n_layers = len(self.model.slow.layers)
         self.attn_prior = AttnPrior.from_config(attn_prior, n_layers, self.model_config.n_heads)
-        self._align_attn = None
+        # The slow layer whose q/k are captured for the alignment loss and statistics (an index, not a module
+        # attribute: a second reference to the layer would duplicate its weights in checkpoints).
+        self._align_layer: int | None = None
         if align_weight > 0 or self.attn_prior is not None:
             if not 0 <= align_layer < n_layers:
                 raise ValueError(f"align_layer={align_layer} must be in [0, {n_layers}) (slow AR layers)")
-            self._align_attn = self.model.slow.layers[align_layer].attn
-            self._align_attn.capture = True
+            self._align_layer = align_layer
+            self.model.slow.layers[align_layer].attn.capture = True
         self.weights = resolve_fast_weights(fast_weights, self.model_config.num_codebooks, fast_weight_decay)
         log.info("fast loss weights w(k) = %s", [round(w, 3) for w in self.weights])
 
@@ -196,11 +198,10 @@ class DualARLitModule(pl.LightningModule):
             None, out.hidden, batch, self.model.fast_forward, self.weights,
             hp.lambda_slow, hp.lambda_fast, hp.max_fast_frames, logits_fn=self.model.slow.logits,
         )  # fmt: skip
-        if self._align_attn is not None:
-            q, k = (
-                self._align_attn.captured
-            )  # kept by the forward above (rotated q/k: the bias is not in them)
-            self._align_attn.captured = None
+        if self._align_layer is not None:
+            attn = self.model.slow.layers[self._align_layer].attn
+            q, k = attn.captured  # kept by the forward above (rotated q/k: the bias is not in them)
+            attn.captured = None
             if hp.align_weight > 0:
                 align, mass = alignment_prior_loss(q, k, batch, hp.align_heads, hp.align_sigma)
                 metrics["loss"] = metrics["loss"] + hp.align_weight * align
@@ -210,7 +211,8 @@ class DualARLitModule(pl.LightningModule):
                 stats = alignment_stats(q, k, batch, prior.heads)
                 metrics.update({f"align/{key}": value for key, value in stats.items()})
                 if self.training:
-                    metrics["align/prior_weight"] = torch.tensor(prior.weight(self.global_step))
+                    w = prior.weight(self.global_step)
+                    metrics["align/prior_weight"] = torch.tensor(w, device=q.device)
         return metrics
 
     def _log_metrics(self, stage: str, metrics: dict[str, torch.Tensor], batch_size: int) -> None:
