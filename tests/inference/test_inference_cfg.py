@@ -93,3 +93,26 @@ def test_guidance_needs_a_text_mask(tiny_model):
         generate(tiny_model, [make_prompt(8, 11)], guided(2.0), 4, stop_token_id=STOP)
     with pytest.raises(ValueError, match="text_mask"):
         naive_generate(tiny_model, [make_prompt(8, 11)], guided(2.0), 4, stop_token_id=STOP)
+
+
+def test_guidance_on_a_real_prompt_with_reference_and_cli_option():
+    from s2train.ar import DualAR, preset
+    from s2train.infer import parse_args
+    from s2train.text import Reference, S2Tokenizer, build_prompt
+
+    tok = S2Tokenizer.train(
+        ["hello there, how are you?", "the quick brown fox."] * 8, vocab_size=280, num_semantic=32
+    )
+    cfg = preset("tiny", vocab_size=tok.vocab_size, semantic_start=tok.semantic_start, num_semantic=32)
+    torch.manual_seed(0)
+    model = DualAR(cfg).eval()
+    ref = Reference("the quick fox", torch.randint(0, 32, (cfg.num_codebooks, 5)))
+    prompts = [
+        build_prompt(tok, t, references=[ref], num_codebooks=cfg.num_codebooks)
+        for t in ("hello", "how are you")
+    ]
+    stop = tok.im_end_id
+    got = generate(model, prompts, guided(2.0), 6, stop_token_id=stop, min_frames=6)
+    ref_codes = naive_generate(model, prompts, guided(2.0), 6, stop_token_id=stop, min_frames=6)
+    assert all(torch.equal(a, b) for a, b in zip(got, ref_codes))
+    assert parse_args(["bundle=b", "text=t", "cfg_scale=2.5"])["cfg_scale"] == "2.5"
