@@ -8,6 +8,9 @@ attention, the PaLM convention).
     python scripts/bench_train.py --size demo --batch-size 4 --frames 150 --steps 5 --warmup 2
     python scripts/bench_train.py --size demo --device cuda --dtype bf16 --batch-size 16 --frames 400
     python scripts/bench_train.py --size s2pro --device cuda --dtype bf16 --batch-size 1 --frames 400  # MFU
+
+Needs torch, PyYAML, Lightning, tokenizers, safetensors and peft (through `s2train.lit.ar`), not Hydra.
+`--json PATH` also writes the result with the environment (date, card, torch/CUDA versions, git commit).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import yaml
@@ -24,6 +28,7 @@ import yaml
 from s2train.ar.config import DualARConfig
 from s2train.ar.sizes import PEAK_BF16_TFLOPS, PRESETS, train_step_flops
 from s2train.data.codes import collate_prompts
+from s2train.inference.benchmark import environment
 from s2train.lit.ar import DualARLitModule
 from s2train.text import Reference, S2Tokenizer, build_prompt
 
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--peak-tflops", type=float, default=None,
         help="peak TFLOP/s for MFU (default: the dense bf16 peak of a known CUDA card; none on CPU)",
     )  # fmt: skip
+    ap.add_argument("--json", default=None, help="also write the result (with the environment) to this file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -136,7 +142,14 @@ def main(argv: list[str] | None = None) -> dict:
     result["slow_share"] = round(flops["slow"] / flops["total"], 3)
     result["achieved_tflops"] = round(achieved, 3)
     result["mfu"] = round(achieved / peak, 4) if peak else None
+    if device.type == "cuda":
+        result["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 2)
     print(json.dumps(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(
+            json.dumps({"environment": environment(device), **result}, indent=1) + "\n"
+        )
     return result
 
 
