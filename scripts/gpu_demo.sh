@@ -83,6 +83,11 @@ load_pretrained(str(dst))  # the bf16 bundle loads
 print(sorted(p.name for p in dst.iterdir()))"
   cp "$RUN"/loss_curves.png "$OUT/pretrain_loss_curves.png" 2>/dev/null || true
   cp "$(find "$RUN" -name metrics.csv | head -1)" "$OUT/pretrain_metrics.csv" 2>/dev/null || true
+  # the validation table (text gap, alignment statistics) with date, card, versions and commit
+  $PY scripts/summarize_run.py "$OUT/pretrain_metrics.csv" "$OUT/pretrain_summary.json" --extra "$(printf \
+    '{"codes": "%s", "batch": "%s", "steps": "%s", "seconds": "%s", "lr": "%s", "prior": "%s", "align": "%s", "audio_drop": "%s", "text_drop": "%s"}' \
+    "${AR_CODES:-data/gpu_codes}" "${AR_BATCH:-32}" "${AR_STEPS:-3000}" "${AR_SECONDS:-240}" "${AR_LR:-3e-4}" \
+    "${AR_PRIOR:-null}" "${AR_ALIGN:-0}" "${AR_AUDIO_DROP:-0}" "${AR_TEXT_DROP:-0}")" || true
   ;;
 *)
   echo "unknown stage $STAGE (codec|pretrain)" >&2
