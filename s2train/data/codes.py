@@ -271,6 +271,9 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
         train_splits / val_splits: values of the `split` column.
         speakers: keep only these speakers (None: all).
         num_workers, seed: DataLoader workers and sampling seed.
+        curriculum_steps: for the first this many optimizer steps the training batches are the shortest
+            items sorted by length (frames + transcript tokens), shortest first; bucketed and shuffled after
+            (:class:`BucketBatchSampler` ``curriculum_batches``; gradient accumulation counted). 0 = off.
 
     A run resumed from a mid-epoch checkpoint continues the epoch where it stopped (:class:`MidEpochResume`);
     voice references are drawn per (seed, epoch, index), so they change per epoch and match after a resume.
@@ -293,8 +296,13 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
         seed: int = 0,
         g2p: str | None = None,
         text_dropout: float = 0.0,
+        curriculum_steps: int = 0,
     ) -> None:
         super().__init__()
+        if curriculum_steps < 0:
+            raise ValueError(f"CodesDataModule: curriculum_steps must be >= 0, got {curriculum_steps!r}")
+        self.curriculum_steps = int(curriculum_steps)
+        self._curriculum_logged = False
         if not 0.0 <= text_dropout <= 1.0:
             raise ValueError(f"CodesDataModule: text_dropout must be in [0, 1], got {text_dropout!r}")
         self.text_dropout = text_dropout
@@ -369,18 +377,32 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
             if len(self.train_set) == 0:
                 raise ValueError(f"no usable training items (skipped: {self.train_set.skipped})")
 
-    def _sampler(self, ds: CodesDataset, shuffle: bool) -> BucketBatchSampler:
+    def _sampler(self, ds: CodesDataset, shuffle: bool, curriculum_batches: int = 0) -> BucketBatchSampler:
         trainer = getattr(self, "trainer", None)
         replicas = trainer.world_size if trainer is not None else 1
         rank = trainer.global_rank if trainer is not None else 0
         return BucketBatchSampler(
             ds.lengths, self.batch_size, seed=self.seed, shuffle=shuffle, drop_last=False,
-            num_replicas=replicas, rank=rank,
+            num_replicas=replicas, rank=rank, curriculum_batches=curriculum_batches,
         )  # fmt: skip
+
+    def _curriculum_batches(self) -> int:
+        """`curriculum_steps` in batches per rank (every rank trains one batch per micro-step)."""
+        trainer = getattr(self, "trainer", None)
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1) if trainer is not None else 1
+        return self.curriculum_steps * accumulate
 
     def train_dataloader(self) -> DataLoader:
         trainer = getattr(self, "trainer", None)
-        sampler = self._sampler(self.train_set, shuffle=True)
+        sampler = self._sampler(self.train_set, shuffle=True, curriculum_batches=self._curriculum_batches())
+        if sampler.curriculum_batches and not self._curriculum_logged:
+            self._curriculum_logged = True
+            n = len(sampler)
+            log.info(
+                "curriculum: the first %d optimizer steps (%d batches per rank; an epoch has %d) take the training "
+                "items sorted by length, shortest first (the sweep restarts each epoch); bucketed and shuffled after",
+                self.curriculum_steps, sampler.curriculum_batches, n,
+            )  # fmt: skip
         # Lightning calls set_epoch(current_epoch) before each epoch; this covers loaders used without it
         batches = EpochTaggedBatches(sampler, self.train_set)
         batches.set_epoch(trainer.current_epoch if trainer is not None else 0)

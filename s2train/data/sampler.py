@@ -1,4 +1,5 @@
-"""Length-bucketed, seeded, epoch-aware, rank-sharded batch sampler, and exact mid-epoch resume for data modules."""
+"""Length-bucketed, seeded, epoch-aware, rank-sharded batch sampler (with an optional shortest-first curriculum),
+and exact mid-epoch resume for data modules."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ class BucketBatchSampler(Sampler[list[int]]):
     batches of the epoch, then resets to 0: a run resumed mid-epoch continues where it stopped.
     ``__len__`` keeps counting the whole epoch (Lightning counts the skipped batches as done).
 
+    Curriculum (``curriculum_batches`` > 0): the first ``curriculum_batches`` batches of each rank, counted
+    from the start of epoch 0 (epoch ``e`` starts at batch ``e * len(self)``), are the shortest items sorted
+    by length, shortest first (ties in the seeded shuffled order); the rest of such an epoch (the remaining
+    items) is bucketed and shuffled as above, so every epoch still covers each item once and has the same
+    number of batches. In rank order the sorted batches go ``r, r + R, ...`` like all others: global step
+    ``s`` trains sorted batches ``s * R .. s * R + R - 1``. A curriculum longer than an epoch repeats the
+    short-to-long sweep in the next epoch.
+
     Args:
         lengths: one length per dataset index (any unit: frames, seconds, tokens).
         batch_size: items per batch.
@@ -35,6 +44,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas: world size.
         rank: this process's rank in ``[0, num_replicas)``.
         bucket_size_multiplier: window size in batches; larger = tighter length grouping, less randomness.
+        curriculum_batches: batches per rank, from the start of training, served sorted by length (0 = off).
     """
 
     def __init__(
@@ -47,6 +57,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         bucket_size_multiplier: int = 50,
+        curriculum_batches: int = 0,
     ):
         if isinstance(lengths, Sampler):
             # Lightning re-instantiates batch samplers as cls(sampler, batch_size=, drop_last=) when it
@@ -61,10 +72,13 @@ class BucketBatchSampler(Sampler[list[int]]):
             raise ValueError(f"rank {rank} outside [0, num_replicas={num_replicas})")
         if bucket_size_multiplier < 1:
             raise ValueError(f"bucket_size_multiplier must be >= 1, got {bucket_size_multiplier}")
+        if curriculum_batches < 0:
+            raise ValueError(f"curriculum_batches must be >= 0, got {curriculum_batches}")
         self.lengths = list(lengths)
         self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
         self.num_replicas, self.rank = num_replicas, rank
         self.bucket_size_multiplier = bucket_size_multiplier
+        self.curriculum_batches = int(curriculum_batches)
         self.epoch = 0
         self.start_batch = 0
 
@@ -77,11 +91,27 @@ class BucketBatchSampler(Sampler[list[int]]):
         """Itself: Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler``, not on the batch sampler."""
         return self
 
+    def curriculum_in_epoch(self, epoch: int | None = None) -> int:
+        """Batches per rank of ``epoch`` (default: the current one) served sorted by length."""
+        epoch = self.epoch if epoch is None else epoch
+        return max(0, min(self.curriculum_batches - epoch * len(self), len(self)))
+
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
         order = list(range(len(self.lengths)))
         if self.shuffle:
             rng.shuffle(order)
+        sorted_head: list[list[int]] = []
+        head = self.curriculum_in_epoch() * self.num_replicas * self.batch_size
+        if head:
+            # the `head` shortest items (stable sort: ties in shuffled order), in batches, shortest first;
+            # taken out of `order`, so the bucketed rest of the epoch holds every other item once
+            by_length = sorted(order, key=lambda i: self.lengths[i])[:head]
+            sorted_head = [
+                by_length[i : i + self.batch_size] for i in range(0, len(by_length), self.batch_size)
+            ]
+            taken = set(by_length)
+            order = [i for i in order if i not in taken]
         window = self.batch_size * self.bucket_size_multiplier
         batches: list[list[int]] = []
         for start in range(0, len(order), window):
@@ -90,9 +120,12 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
+            sorted_head = [b for b in sorted_head if len(b) == self.batch_size]
         if self.shuffle:
             rng.shuffle(batches)
-        return batches
+        # `head` is a multiple of the batch size, so the batch count matches __len__ (full batches taken
+        # out of the windows change no rounding); only a head that takes every item ends in a short batch
+        return sorted_head + batches
 
     def _num_per_rank(self, total: int) -> int:
         if self.drop_last:

@@ -123,6 +123,21 @@ def test_ar_resume_in_a_later_epoch_is_exact(codes_dir, tmp_path):
     _assert_same(rows_a, rows_b, w_a, w_b)
 
 
+def test_ar_resume_inside_the_duration_curriculum_is_exact(codes_dir, tmp_path):
+    """data.curriculum_steps=6 spans epoch 0 and half of epoch 1; stop at step 5, inside it, and resume."""
+    n = AR_BATCHES_PER_EPOCH + 1
+    make = _ar(codes_dir, n + 3, "data.curriculum_steps=6")
+    rows_a, rows_b, w_a, w_b = _straight_and_resumed(make, tmp_path, n=n, total=n + 3)
+    assert [r["epoch"] for r in rows_b] == [0] * 4 + [1] * 4
+    _assert_same(rows_a, rows_b, w_a, w_b)
+    plain = tmp_path / "plain"
+    _run(_ar(codes_dir, n + 3)(out=plain, steps=n + 3), plain)
+    plain_rows = read_losses(plain / "losses.jsonl")
+    assert [r["batch"] for r in rows_a] != [
+        r["batch"] for r in plain_rows
+    ]  # the curriculum changed the order
+
+
 def test_codes_dataset_follows_the_sampler_epoch(codes_dir, tmp_path):
     from s2train.data.codes import CodesDataModule
 
