@@ -46,7 +46,8 @@ class CodesDataset(Dataset):
     """Training examples (`Prompt` dicts) over utterances with codes.
 
     Args:
-        rows: dicts with `id, text, speaker, codes` (codes `[K][T]`).
+        rows: dicts with `id, text, speaker, codes` (codes `[K][T]`) and optionally `language` (items keep it,
+            default "en").
         tokenizer: the S2 tokenizer.
         num_codebooks: expected K; rows with another K are skipped and counted.
         max_tokens: context limit; an item whose prompt is longer is skipped and counted (a reference that
@@ -106,7 +107,13 @@ class CodesDataset(Dataset):
                 self._note(row, f"{length} tokens > max_tokens={max_tokens}")
                 continue
             self.items.append(
-                {"id": row["id"], "text": row["text"], "speaker": row.get("speaker"), "codes": codes}
+                {
+                    "id": row["id"],
+                    "text": row["text"],
+                    "speaker": row.get("speaker"),
+                    "codes": codes,
+                    "language": str(row.get("language") or "en"),
+                }
             )
             self.lengths.append(length)
         by_speaker: dict[str, list[int]] = defaultdict(list)
@@ -352,7 +359,10 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
                 f"{self.dataset_dir}: missing columns {sorted(missing)} (have {ds.column_names})"
             )
         rows: dict[str, list[dict]] = defaultdict(list)
-        for r in ds.select_columns(["id", "text", "speaker", "split", "codes"]):
+        columns = ["id", "text", "speaker", "split", "codes"] + (
+            ["language"] if "language" in ds.column_names else []
+        )
+        for r in ds.select_columns(columns):
             if self.speakers is not None and str(r["speaker"]) not in self.speakers:
                 continue
             rows[r["split"]].append(r)
