@@ -12,6 +12,9 @@
 - `TextGapMonitor`: logs `val/text_gap` after each validation of a Dual-AR run: how much lower the slow loss
   is with the right transcripts than with shuffled ones (`s2train.eval.text_use`); the moment a model starts
   to read its text, which the losses alone do not show.
+- `ReadingMonitor`: logs `val/wer` after a validation of a Dual-AR run: a few validation items greedy-decoded
+  through `s2train.inference`, decoded with the run's codec and transcribed by the project's ASR; what the
+  text gap predicts, measured on audio.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -302,3 +306,240 @@ class TextGapMonitor(Callback):
         res = text_use(model, tok, rows, self.batch_size, self.seed)
         pl_module.log("val/text_gap", res.gap, batch_size=len(rows))
         pl_module.log("val/text_gap_loss_shuffled", res.loss_shuffled, batch_size=len(rows))
+
+
+class ReadingMonitor(Callback):
+    """Log `val/wer`: does the model say the words it is given?
+
+    After every `every_n_validations`-th validation (the 1st, the (n+1)-th, ...), the first `max_items`
+    validation items (in data order, the same every time; `languages` only) are greedy-decoded from their
+    transcripts alone, without a voice reference, through the one inference path
+    (`s2train.inference.tts.TTS`: its prompt builder and batched `InferenceEngine`), decoded with the run's
+    codec (the module's `codec_dir()`), transcribed by the ASR (`s2train.eval.asr.build_asr`, default
+    faster-whisper `bundled-tiny.en`, greedy) and scored as one corpus WER (total edits / total reference
+    words, `s2train.eval.metrics.wer`, project normalization: markup stripped, case and punctuation ignored).
+    A model that babbles scores about 1; an empty output scores exactly 1.
+
+    Each item may run to `max_length_ratio` times its ground-truth frames (a model that never stops would
+    otherwise fill the context). Rank 0 measures and broadcasts; the global RNG states are restored afterwards
+    (generation reseeds them) and so is the model's train/eval mode. Skips with one warning per reason, and
+    never stops the run, when the codec or the ASR cannot be loaded, or the module/data are not a Dual-AR run.
+
+    Args:
+        max_items: validation items read per measurement.
+        every_n_validations: measure at every n-th validation (1 = each).
+        asr: `build_asr` config mapping (None: its defaults), or any object with
+            `transcribe(wavs, sample_rate) -> list[str]`.
+        languages: item languages kept (the default ASR is English-only); None keeps all.
+        max_length_ratio: frames budget per item, relative to its ground-truth frames.
+        sampling: `SamplingParams` fields over the greedy default (`do_sample=False`, `ras_window=0`).
+        mode: decode mode of the inference engine ("auto": CUDA graphs on CUDA, eager on CPU).
+        seed: generation seed.
+    """
+
+    def __init__(
+        self,
+        max_items: int = 16,
+        every_n_validations: int = 1,
+        asr: Any = None,
+        languages: Sequence[str] | None = ("en",),
+        max_length_ratio: float = 2.0,
+        sampling: dict[str, Any] | None = None,
+        mode: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        from s2train.inference import SamplingParams
+
+        if max_items < 1 or every_n_validations < 1 or max_length_ratio <= 0:
+            raise ValueError(
+                f"ReadingMonitor: need max_items >= 1, every_n_validations >= 1 and max_length_ratio > 0, got "
+                f"{max_items}, {every_n_validations}, {max_length_ratio}"
+            )
+        self.max_items, self.every_n_validations = int(max_items), int(every_n_validations)
+        self.max_length_ratio, self.mode, self.seed = float(max_length_ratio), mode, int(seed)
+        self.languages = None if languages is None else {str(x) for x in languages}
+        self.params = SamplingParams(**{"do_sample": False, "ras_window": 0, **dict(sampling or {})})
+        self._asr_spec = asr
+        self._asr: Any = None
+        self._codec: Any = None
+        self._codec_dir: str | None = None
+        self._warned: set[str] = set()
+        self._announced = False
+        self.validations = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"validations": self.validations}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.validations = int(state_dict.get("validations", 0))
+
+    def _skip(self, why: str) -> None:
+        if why not in self._warned:
+            log.warning("ReadingMonitor: not measuring val/wer (%s)", why)
+            self._warned.add(why)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.validations += 1
+        if (self.validations - 1) % self.every_n_validations:
+            return
+        res = self.measure(trainer, pl_module) if trainer.is_global_zero else None
+        wer_n = None if res is None else (res["wer"], res["n"])
+        if trainer.world_size > 1:
+            wer_n = trainer.strategy.broadcast(wer_n, src=0)
+        if wer_n is not None:  # every rank logs the same number (a monitored key must exist on all ranks)
+            pl_module.log("val/wer", wer_n[0], batch_size=wer_n[1])
+
+    # -- pieces --------------------------------------------------------------------------------------------
+    def _items(self, trainer: Trainer) -> list[dict]:
+        from s2train.eval.normalize import normalize_text
+
+        val_set = getattr(getattr(trainer, "datamodule", None), "val_set", None)
+        rows = []
+        for row in getattr(val_set, "items", None) or []:
+            lang = str(row.get("language") or "en")
+            if self.languages is not None and lang not in self.languages:
+                continue
+            if normalize_text(str(row["text"]), lang):  # something to score
+                rows.append(row)
+            if len(rows) == self.max_items:
+                break
+        return rows
+
+    def _load_codec(self, pl_module: LightningModule, device: torch.device):
+        codec_dir = pl_module.codec_dir() if callable(getattr(pl_module, "codec_dir", None)) else None
+        if not codec_dir:
+            return self._skip("no codec: module.codec_dir is null and the code dataset's summary names none")
+        if not Path(codec_dir).exists():
+            return self._skip(f"codec {codec_dir} not found")
+        if self._codec is None or self._codec_dir != str(codec_dir):
+            from s2train.codec import load_codec
+
+            try:
+                self._codec = load_codec(codec_dir, device=device).requires_grad_(False)
+            except Exception as err:  # any unreadable codec folder: report it, keep training
+                return self._skip(f"cannot load the codec {codec_dir}: {err}")
+            self._codec_dir = str(codec_dir)
+        return self._codec.to(device)
+
+    def _load_asr(self):
+        if self._asr is None:
+            if hasattr(self._asr_spec, "transcribe"):
+                self._asr = self._asr_spec
+            else:
+                from s2train.eval.asr import ASR_SAMPLE_RATE, build_asr
+
+                try:
+                    asr = build_asr(self._asr_spec)
+                    # a short tone: loads the model now, before any decoding is spent on it
+                    t = np.arange(ASR_SAMPLE_RATE // 2, dtype=np.float32) / ASR_SAMPLE_RATE
+                    asr.transcribe([0.1 * np.sin(2 * np.pi * 220 * t)], ASR_SAMPLE_RATE)
+                except Exception as err:  # missing package / weights / backend: report it, keep training
+                    return self._skip(f"the ASR is unavailable: {err}")
+                self._asr = asr
+        return self._asr
+
+    def measure(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any] | None:
+        """Decode, transcribe and score the items; `{"wer", "n", "refs", "hyps", "stopped"}` or None (skipped).
+
+        Does not log; `on_validation_epoch_end` does."""
+        from s2train.ar.dual_ar import DualAR
+
+        model, tok = getattr(pl_module, "model", None), getattr(pl_module, "tokenizer", None)
+        if not isinstance(model, DualAR) or tok is None:
+            return self._skip("the module has no DualAR model with a tokenizer")
+        if "fsdp" in type(trainer.strategy).__name__.lower():
+            return self._skip("FSDP shards the weights; rank 0 cannot decode alone")
+        device = next(model.parameters()).device
+        gpus = (
+            [device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
+            else []
+        )
+        # building the codec and generating draw from / reseed the global RNGs: the training stream continues as
+        # if nothing ran
+        with torch.random.fork_rng(devices=gpus):
+            return self._measure(trainer, pl_module, model, tok, device)
+
+    def _measure(self, trainer: Trainer, pl_module: LightningModule, model, tok, device: torch.device):
+        rows = self._items(trainer)
+        if not rows:
+            langs = "any language" if self.languages is None else f"languages {sorted(self.languages)}"
+            return self._skip(f"no validation items with text in {langs}")
+        codec = self._load_codec(pl_module, device)
+        if codec is None:
+            return None
+        asr = self._load_asr()
+        if asr is None:
+            return None
+        from s2train.inference.tts import TTS
+
+        try:
+            tts = TTS(model, tok, codec, mode=self.mode)
+        except ValueError as err:  # the codec does not fit the model (K, semantic range)
+            return self._skip(f"codec {self._codec_dir} does not fit the model: {err}")
+        if not self._announced:
+            self._announced = True
+            log.info(
+                "ReadingMonitor: every %d validation(s), %d val items greedy-decoded from text alone (up to %.1fx "
+                "their frames), codec %s, ASR %s -> val/wer (corpus WER)",
+                self.every_n_validations, len(rows), self.max_length_ratio, self._codec_dir,
+                getattr(asr, "model_name", type(asr).__name__),
+            )  # fmt: skip
+        t0 = time.perf_counter()
+        was_training = model.training
+        try:
+            with torch.autocast(device.type, enabled=False):
+                model.eval()
+                kept, wavs, stopped = self._read(tts, rows)
+        finally:
+            model.train(was_training)
+        if not kept:
+            return self._skip("no validation item fits the context with room to speak")
+        from s2train.eval.metrics.wer import wer_report
+
+        hyps = asr.transcribe(wavs, tts.sample_rate)
+        refs = [str(r["text"]) for r in kept]
+        report = wer_report(refs, hyps, [str(r.get("language") or "en") for r in kept])
+        log.info(
+            "ReadingMonitor: val/wer %.3f on %d items (step %d, %d stopped, %.1f s); e.g. %r -> %r",
+            report["wer_corpus"], len(refs), trainer.global_step, sum(stopped), time.perf_counter() - t0,
+            report["per_utterance"][0]["ref_norm"], report["per_utterance"][0]["hyp_norm"],
+        )  # fmt: skip
+        return {
+            "wer": float(report["wer_corpus"]),
+            "n": len(refs),
+            "refs": refs,
+            "hyps": hyps,
+            "stopped": stopped,
+        }
+
+    @torch.no_grad()
+    def _read(self, tts, rows: list[dict]) -> tuple[list[dict], list[np.ndarray], list[bool]]:
+        """Greedy-decode `rows` in one batch -> (the rows that fit the context, waveforms [S], stopped flags)."""
+        prompts, caps, kept = [], [], []
+        for row in rows:
+            try:
+                prompt = tts.prompt(str(row["text"]))
+            except ValueError:  # transcript too long for the context
+                continue
+            prompts.append(prompt)
+            caps.append(
+                max(1, math.ceil(self.max_length_ratio * int(torch.as_tensor(row["codes"]).shape[-1])))
+            )
+            kept.append(row)
+        room = tts.model.config.max_seq_len - max((len(p) for p in prompts), default=0) - 1
+        if not prompts or room < 1:
+            return [], [], []
+        res = tts.engine.generate(prompts, self.params, min(max(caps), room), seed=self.seed)
+        device = next(tts.codec.parameters()).device
+        wavs = []
+        for codes, cap in zip(res.codes, caps):
+            codes = codes[:, :cap]
+            if codes.shape[1] == 0:
+                wavs.append(np.zeros(0, dtype=np.float32))
+                continue
+            wav = tts.codec.decode(codes[None].to(device))
+            wavs.append(wav.reshape(-1).float().cpu().numpy())
+        return kept, wavs, list(res.stopped)
