@@ -104,7 +104,8 @@ class _After(_Before):
             self.spy.after_(pl_module)
 
 
-def _fit(run, tmp_path, monitor, steps=1, extra=(), **module_kw):
+def _fit(run, tmp_path, callbacks, steps=1, **module_kw):
+    """`steps` training steps of a tiny DualAR with a validation (one batch) after each."""
     dm = CodesDataModule(
         str(run["codes"]), str(run["tok"]), batch_size=4, num_semantic=64, vocab_size=300, ref_prob=0.0
     )
@@ -112,7 +113,7 @@ def _fit(run, tmp_path, monitor, steps=1, extra=(), **module_kw):
     trainer = pl.Trainer(
         max_steps=steps, val_check_interval=1, limit_val_batches=1, num_sanity_val_steps=0, accelerator="cpu",
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[*extra[:1], monitor, *extra[1:]], default_root_dir=tmp_path,
+        callbacks=callbacks, default_root_dir=tmp_path,
     )  # fmt: skip
     trainer.fit(module, datamodule=dm)
     return trainer, module, dm
@@ -131,8 +132,7 @@ def test_val_wer_is_the_corpus_wer_of_the_first_items_every_n_validations(tiny_r
     asr = FakeASR(hyps)
     spy = ModeSpy()
     monitor = ReadingMonitor(max_items=3, every_n_validations=2, asr=asr)
-    trainer, module, _ = _fit(tiny_run, tmp_path, monitor, steps=3, extra=(_Before(spy), _After(spy)))
-    spy.attach(module.model)  # hooks for a direct measurement below (the fit's were before the hooks)
+    trainer, module, _ = _fit(tiny_run, tmp_path, [_Before(spy), monitor, _After(spy)], steps=3)
 
     assert len(asr.calls) == 2 and monitor.validations == 3  # validations 1 and 3 of 3
     expected = (_words(texts[1]) + 1) / sum(_words(t) for t in texts)
@@ -146,6 +146,7 @@ def test_val_wer_is_the_corpus_wer_of_the_first_items_every_n_validations(tiny_r
         # at most max_length_ratio x the ground-truth frames of audio, finite
         assert wav.ndim == 1 and wav.size <= 2 * item["codes"].shape[1] * codec_hop and np.isfinite(wav).all()
 
+    spy.attach(module.model)
     module.model.train()
     spy._on = True
     res = monitor.measure(trainer, module)
@@ -158,7 +159,7 @@ def test_a_missing_codec_or_asr_skips_with_one_warning(tiny_run, tmp_path, caplo
     asr = FakeASR([])
     monitor = ReadingMonitor(max_items=2, asr=asr)
     with caplog.at_level(logging.WARNING, logger="s2train.lit.callbacks"):
-        trainer, module, dm = _fit(tiny_run, tmp_path, monitor, steps=2, codec_dir=str(tmp_path / "gone"))
+        trainer, module, dm = _fit(tiny_run, tmp_path, [monitor], steps=2, codec_dir=str(tmp_path / "gone"))
     assert "val/wer" not in trainer.callback_metrics and math.isfinite(trainer.callback_metrics["val/loss"])
     assert not asr.calls and monitor.validations == 2
     warned = [r.message for r in caplog.records if "ReadingMonitor" in r.message]
