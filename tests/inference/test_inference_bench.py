@@ -60,3 +60,15 @@ def test_parity_helper_refuses_without_cuda():
         pytest.skip("CUDA present: covered by the gpu tests")
     with pytest.raises((RuntimeError, AssertionError, ValueError)):
         _bench().check_graph_parity("tiny", modes=("cudagraph",), dtypes=("float32",), frames=2)
+
+
+def test_first_mismatch_names_the_row_and_frame():
+    import torch
+
+    first_mismatch = _bench()._first_mismatch
+    a = [torch.zeros(4, 6, dtype=torch.long), torch.ones(4, 5, dtype=torch.long)]
+    b = [x.clone() for x in a]
+    assert first_mismatch(a, b) is None
+    b[1][2, 3] = 7
+    assert first_mismatch(a, b) == "row 1: first differing frame 3 of 5"
+    assert "(4, 6) vs (4, 2)" in first_mismatch(a, [a[0][:, :2], a[1]])
