@@ -16,7 +16,7 @@ import json
 import subprocess
 from pathlib import Path
 
-DEFAULT_KEYS = ("val/text_gap", "val/loss_slow", "val/acc_cb0", "val/loss_fast", "val/align/mass",
+DEFAULT_KEYS = ("val/text_gap", "val/wer", "val/loss_slow", "val/acc_cb0", "val/loss_fast", "val/align/mass",
                 "val/align/monotonic", "val/align/diag_err", "train/align/prior_weight")  # fmt: skip
 
 
