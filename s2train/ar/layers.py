@@ -170,19 +170,43 @@ class Attention(nn.Module):
             if mask is None or slots is None:
                 raise ValueError("Attention: a KV cache needs both `slots` and an explicit `mask`")
             k, v = cache.update(slots, k, v)
-        gqa = hkv != h
-        if gqa and mask is not None and x.is_cuda:
-            # CUDA kernels that take a mask (memory-efficient) lack GQA support: expand K/V instead of
-            # falling back to the math kernel.
-            k, v = k.repeat_interleave(h // hkv, dim=1), v.repeat_interleave(h // hkv, dim=1)
-            gqa = False
         if mask is not None and mask.is_floating_point():
             mask = mask.to(q.dtype)  # SDPA wants an additive mask in the query's dtype (bf16 under autocast)
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=drop, is_causal=mask is None, enable_gqa=gqa
-        )
+        if hkv != h and mask is not None and x.is_cuda:
+            # CUDA kernels that take a mask (memory-efficient) lack GQA support: fold each query group into the
+            # query length rather than expanding K/V (which copies the whole cache every layer and frame).
+            y = folded_gqa_attention(q, k, v, mask, drop)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=drop, is_causal=mask is None, enable_gqa=hkv != h
+            )
         return self.o(y.transpose(1, 2).reshape(b, n, self.n_heads * self.head_dim))
+
+
+def folded_gqa_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """Grouped-query attention with a mask, as plain multi-head SDPA over `Hkv` heads.
+
+    Query head `j * G + g` uses K/V head `j` (G = H / Hkv, the `repeat_interleave` layout), so the G query
+    heads of a group are stacked along the query length: K/V are read once, never expanded.
+
+    Args:
+        q: [B, H, L, hd]; k, v: [B, Hkv, S, hd]; mask: bool (True = attend) or additive float,
+            [B or 1, 1 or H, L, S].
+    Returns:
+        [B, H, L, hd].
+    """
+    b, h, n, hd = q.shape
+    hkv, s = k.shape[1], k.shape[2]
+    g = h // hkv
+    qf = q.reshape(b, hkv, g * n, hd)
+    mb = mask.shape[0]
+    if mask.shape[1] == h:
+        mf = mask.reshape(mb, hkv, g * n, s)
+    else:
+        mf = mask.expand(mb, 1, n, s)[:, :, None].expand(mb, 1, g, n, s).reshape(mb, 1, g * n, s)
+    y = F.scaled_dot_product_attention(qf, k, v, attn_mask=mf, dropout_p=dropout_p)
+    return y.view(b, h, n, hd)
 
 
 class SwiGLU(nn.Module):

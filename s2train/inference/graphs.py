@@ -85,7 +85,8 @@ class FrameRunner:
                 torch._dynamo.mark_static_address(t)
             # On CUDA: CUDA graphs over the compiled frame; on CPU: inductor's fused C++ kernels only.
             compile_mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self._compiled = torch.compile(self.fn, mode=compile_mode, fullgraph=True)
+            # static shapes: a session has one batch and cache size, and a dynamic graph would give up the CUDA graph
+            self._compiled = torch.compile(self.fn, mode=compile_mode, fullgraph=True, dynamic=False)
             for _ in range(3):  # cudagraph trees record on the second/third call
                 self._compiled()
         if self.device.type == "cuda":

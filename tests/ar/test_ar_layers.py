@@ -80,3 +80,22 @@ def test_rope_compiled_branch_matches_eager():
     rot = rope(torch.arange(5))
     traced = torch.compile(apply_rope, backend="eager", fullgraph=True)(x, rot)
     assert torch.allclose(traced, apply_rope(x, rot), atol=1e-6)
+
+
+@pytest.mark.parametrize("float_mask", [False, True])
+def test_folded_gqa_attention_equals_expanded_heads(float_mask):
+    from s2train.ar.layers import folded_gqa_attention
+
+    torch.manual_seed(0)
+    b, h, hkv, n, s, hd = 2, 6, 2, 3, 7, 8
+    q, k, v = torch.randn(b, h, n, hd), torch.randn(b, hkv, s, hd), torch.randn(b, hkv, s, hd)
+    allowed = torch.rand(b, 1, n, s) > 0.3
+    allowed[..., 0] = True
+    if float_mask:  # per-head additive mask (the training-time attention prior)
+        mask = torch.randn(b, h, n, s).masked_fill(~allowed, float("-inf"))
+    else:
+        mask = allowed
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(h // hkv, 1), v.repeat_interleave(h // hkv, 1), attn_mask=mask
+    )
+    assert torch.allclose(folded_gqa_attention(q, k, v, mask), ref, atol=1e-5)
