@@ -62,13 +62,13 @@ pretrain)
   $PY train.py recipe=pretrain trainer="$TRAINER" trainer.precision="${PRECISION:-bf16-mixed}" logger=csv \
     data.dataset_dir="${AR_CODES:-data/gpu_codes}" data.tokenizer_dir="${AR_TOKENIZER:-data/gpu_codes_tokenizer}" \
     model.num_codebooks=8 model.codebook_size=1024 model.dropout="${AR_DROPOUT:-0.1}" init_from="${AR_INIT:-null}" \
-    data.batch_size="${AR_BATCH:-32}" module.codec_dir=checkpoints/demo/codec \
+    data.batch_size="${AR_BATCH:-32}" data.num_workers="$WORKERS" module.codec_dir=checkpoints/demo/codec \
     data.g2p="${AR_G2P:-null}" module.align_weight="${AR_ALIGN:-0}" module.align_heads=2 \
     model.audio_input_dropout="${AR_AUDIO_DROP:-0}" "module.attn_prior=${AR_PRIOR:-null}" \
     ++data.text_dropout="${AR_TEXT_DROP:-0}" ++data.curriculum_steps="${AR_CURRICULUM:-0}" module.lr="${AR_LR:-3e-4}" module.audio_lr="${AR_AUDIO_LR:-6e-4}" \
     trainer.max_steps="${AR_STEPS:-3000}" "++trainer.max_time=$(max_time "${AR_SECONDS:-240}")" \
     module.warmup_steps="${AR_WARMUP:-200}" trainer.val_check_interval="${AR_VAL_EVERY:-500}" ++trainer.limit_val_batches=8 \
-    ++trainer.log_every_n_steps=25 ++trainer.enable_progress_bar=false '~callbacks.progress_bar' \
+    ++trainer.log_every_n_steps=25 ++trainer.enable_progress_bar=false '~callbacks.progress_bar' '~callbacks.reading' \
     callbacks.model_checkpoint.every_n_train_steps=100000 hydra.run.dir="$RUN" 2>&1 | tee "$OUT/pretrain_log.txt"
   # bf16 weights: what ships, and under the 16 MiB per-file limit of the device tool's returned files
   $PY -c "

@@ -73,6 +73,12 @@ def shuffled_texts(texts: Sequence[str], seed: int = 0) -> list[str]:
     return out
 
 
+def _on(model: DualAR, batch: dict) -> dict:
+    """The collated batch on the model's device (a GPU run's validation callback calls in here)."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 @torch.no_grad()
 def _slow_loss(
     model: DualAR, tok: S2Tokenizer, rows: Sequence[dict], batch_size: int
@@ -86,7 +92,7 @@ def _slow_loss(
         raise ValueError(f"no usable items among {len(rows)} (skipped: {ds.skipped})")
     total, correct, n = 0.0, 0, 0
     for i in range(0, len(ds), batch_size):
-        b = collate_prompts([ds[j] for j in range(i, min(i + batch_size, len(ds)))], tok.pad_id)
+        b = _on(model, collate_prompts([ds[j] for j in range(i, min(i + batch_size, len(ds)))], tok.pad_id))
         hidden = model(b["tokens"], b["codes"], b["audio_mask"], compute_logits=False).hidden
         logits, target = selected_slow_logits(hidden, b["tokens"], b["loss_mask"], model.slow.logits)
         total += float(F.cross_entropy(logits.float(), target, reduction="sum"))
@@ -129,7 +135,7 @@ def head_alignment(
         for a in layers:
             a.capture = True
         for i in range(0, len(ds), batch_size):
-            b = collate_prompts([ds[j] for j in range(i, min(i + batch_size, len(ds)))], tok.pad_id)
+            b = _on(model, collate_prompts([ds[j] for j in range(i, min(i + batch_size, len(ds)))], tok.pad_id))
             model(b["tokens"], b["codes"], b["audio_mask"], compute_logits=False)
             for li, a in enumerate(layers):
                 q, k = a.captured
