@@ -24,10 +24,15 @@ def provenance() -> dict:
     """Date, device, torch/CUDA versions and git commit of the machine this runs on."""
     import torch
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
+    # A lent GPU machine gets a copy of the tree without its history: scripts/gpu_prepare.sh stamps the commit
+    stamp = Path(".whl/COMMIT")
+    if stamp.is_file():
+        commit = stamp.read_text().strip()
+    else:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            commit = ""
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
