@@ -1,7 +1,17 @@
-"""Extract codec codes for every utterance of a manifest into a ``datasets`` dataset.
+"""Extract codec codes for every utterance of a corpus into a ``datasets`` dataset.
 
-    python -m s2train.data.encode codec=<codec dir> manifest=<jsonl> out=<dir> [batch_size=8]
-        [splits=train,val] [shard_size=256] [accelerator=cpu] [devices=1] [max_seconds=None]
+    python -m s2train.data.encode codec=<codec dir> manifest=<corpus> out=<dir> [val_fraction=0.05]
+        [test_fraction=0] [batch_size=8] [splits=train,val] [shard_size=256] [accelerator=cpu] [devices=1]
+        [max_seconds=None] [speaker=<name>] [language=en]
+
+``manifest=`` (alias ``source=``) is anything ``s2train.data.readers.load_items`` reads: a JSONL manifest, a
+folder holding ``manifest.jsonl``, an LJSpeech folder (``metadata.csv`` + ``wavs/``), a fish-speech folder
+(``SPEAKER/*.wav`` + ``.lab``), an audiofolder (``metadata.{csv,jsonl}`` with ``file_name``) or a saved
+``datasets`` folder. Layouts without splits put every item in ``train``: pass ``val_fraction=`` (and
+``test_fraction=`` for the eval suite's ``test`` group) to hold out a deterministic share by id hash,
+otherwise training runs without validation (a warning says so). ``speaker=`` / ``language=`` label
+layouts that carry none (LJSpeech, audiofolder). The items as encoded, splits included, are also written to
+``out/manifest.jsonl``: give that to ``eval.py suite.evalset.path=`` to score the held-out items.
 
 Runs as a Lightning ``predict`` loop (``EncodeModule.predict_step`` + the ``ShardWriter`` callback), so
 ``devices=N`` spreads the work over DDP ranks. Items are grouped in shards of ``shard_size``; each rank writes
@@ -27,7 +37,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from s2train.codec import load_codec
 from s2train.data.audio import BadAudioError, load_audio
-from s2train.data.manifest import ManifestItem, read_manifest
+from s2train.data.manifest import ManifestItem, write_manifest
+from s2train.data.readers import assign_splits, load_items
 
 log = logging.getLogger(__name__)
 
@@ -125,18 +136,25 @@ def encode_manifest(
     accelerator: str = "cpu",
     devices: int | str = 1,
     max_seconds: float | None = None,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.0,
+    **reader_kwargs,
 ) -> dict:
-    """Encode every (selected) manifest item and save a ``datasets`` dataset to ``out_dir``.
+    """Encode every (selected) corpus item and save a ``datasets`` dataset to ``out_dir``.
 
     Args:
         codec_dir: folder written by ``save_codec``.
-        manifest: JSONL manifest (``s2train.data.manifest``).
+        manifest: any corpus :func:`s2train.data.readers.load_items` reads (JSONL manifest, LJSpeech,
+            fish-speech, audiofolder or saved ``datasets`` folder).
         out_dir: output folder; ``_shards/`` inside holds resumable partial results.
         batch_size: clips per encode batch.
         splits: keep only items of these splits (None: all).
         shard_size: items per resumable shard.
         accelerator, devices: Lightning Trainer settings (``devices > 1`` runs DDP).
         max_seconds: truncate clips longer than this.
+        val_fraction, test_fraction: for a corpus without splits, the share held out as ``val`` / ``test``
+            (deterministic, :func:`s2train.data.readers.assign_splits`).
+        **reader_kwargs: passed to the layout's reader (``speaker=``, ``language=``).
 
     Returns:
         Summary dict: ``{"encoded", "bad", "bad_reasons", "dataset", "num_codebooks", "frame_rate"}``.
@@ -145,7 +163,14 @@ def encode_manifest(
 
     out, shard_dir = Path(out_dir), Path(out_dir) / "_shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
-    items = read_manifest(manifest)
+    items = assign_splits(load_items(manifest, **reader_kwargs), val_fraction, test_fraction)
+    if items and {it.split for it in items} == {"train"}:
+        log.warning(
+            "%s: all %d items are in split 'train', so training will run without validation: pass "
+            "val_fraction=0.05 (or a corpus with a split column)",
+            manifest,
+            len(items),
+        )
     if splits:
         items = [it for it in items if it.split in set(splits)]
     if not items:
@@ -188,6 +213,7 @@ def encode_manifest(
     order = [it.id for it in items if it.id in rows]
     ds = HFDataset.from_dict({c: [rows[i][c] for i in order] for c in COLUMNS})
     ds.save_to_disk(str(out))
+    write_manifest([it for it in items if it.id in rows], out / "manifest.jsonl")
     summary = {
         "encoded": len(order),
         "bad": len(bad),
@@ -197,6 +223,7 @@ def encode_manifest(
         "codec": str(Path(codec_dir).resolve()),
         "num_codebooks": codec.num_codebooks,
         "frame_rate": codec.frame_rate,
+        "splits": dict(Counter(rows[i]["split"] for i in order)),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("encoded %d items (%d bad: %s) -> %s", len(order), len(bad), summary["bad_reasons"], out)
@@ -204,17 +231,23 @@ def encode_manifest(
 
 
 def _parse_cli(argv: list[str]) -> dict:
+    if any(a in ("-h", "--help", "help") for a in argv):
+        sys.stdout.write(__doc__)
+        raise SystemExit(0)
     args = {}
     for a in argv:
         if "=" not in a:
             raise SystemExit(f"expected key=value arguments, got {a!r}\n{__doc__}")
         k, v = a.split("=", 1)
         args[k] = v
+    if "source" in args:
+        args.setdefault("manifest", args.pop("source"))
     missing = {"codec", "manifest", "out"} - args.keys()
     if missing:
         raise SystemExit(f"missing {sorted(missing)}\n{__doc__}")
     kw = {"codec_dir": args.pop("codec"), "manifest": args.pop("manifest"), "out_dir": args.pop("out")}
-    conv = {"batch_size": int, "shard_size": int, "accelerator": str, "max_seconds": float}
+    conv = {"batch_size": int, "shard_size": int, "accelerator": str, "max_seconds": float,
+            "val_fraction": float, "test_fraction": float, "speaker": str, "language": str}  # fmt: skip
     for k, v in args.items():
         if k == "splits":
             kw[k] = [s for s in v.split(",") if s]

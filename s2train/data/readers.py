@@ -19,6 +19,7 @@ any other string                       a Hugging Face hub dataset name (needs ne
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -244,6 +245,48 @@ def detect_kind(source: str | Path) -> str:
         if not Path(source).suffix:
             return "hub"
     raise FileNotFoundError(f"corpus source not found: {source}")
+
+
+def assign_splits(
+    items: list[ManifestItem], val_fraction: float = 0.0, test_fraction: float = 0.0
+) -> list[ManifestItem]:
+    """Hold out a deterministic share of a corpus that has no splits of its own as ``val`` / ``test``.
+
+    Layouts such as LJSpeech, fish-speech or a plain audiofolder put every item in ``train``, so a training
+    run would silently skip validation. Items are ranked by a hash of their id (stable across runs, machines
+    and file order); the first ``round(n * val_fraction)`` (at least 1 when the fraction is > 0) become
+    ``val``, the next ``round(n * test_fraction)`` ``test``. A corpus that already has non-``train`` splits
+    is returned unchanged (its own splits win; a warning says the fractions were ignored).
+
+    Args:
+        items: the corpus (not modified).
+        val_fraction: share of items for ``val``.
+        test_fraction: share of items for ``test`` (the eval suite's ``test`` group).
+
+    Returns:
+        New items with ``split`` set.
+    """
+    if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
+        raise ValueError(
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}: need 0 <= each, sum < 1"
+        )
+    if not items or (val_fraction <= 0 and test_fraction <= 0):
+        return list(items)
+    present = sorted({it.split for it in items} - {"train"})
+    if present:
+        log.warning("corpus already has splits %s: val_fraction/test_fraction ignored", present)
+        return list(items)
+
+    def count(frac: float) -> int:
+        return max(1, round(len(items) * frac)) if frac > 0 else 0
+
+    n_val, n_test = count(val_fraction), count(test_fraction)
+    if n_val + n_test >= len(items):
+        raise ValueError(f"{len(items)} items are too few to hold out {n_val} val + {n_test} test")
+    order = sorted(range(len(items)), key=lambda i: hashlib.sha1(items[i].id.encode()).hexdigest())
+    split = {i: "val" for i in order[:n_val]} | {i: "test" for i in order[n_val : n_val + n_test]}
+    log.info("held out %d val + %d test of %d items (by id hash)", n_val, n_test, len(items))
+    return [dataclasses.replace(it, split=split.get(i, "train")) for i, it in enumerate(items)]
 
 
 def load_items(source: str | Path, **kwargs: Any) -> list[ManifestItem]:
