@@ -8,9 +8,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2train.eval.report import fmt
+from s2train.eval.report import ckpt_label, fmt
 
-__all__ = ["compare_runs", "load_metrics"]
+__all__ = ["compare_runs", "load_metrics", "result_dirs"]
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +18,36 @@ log = logging.getLogger(__name__)
 _LOWER_IS_BETTER = ("wer", "cer", "substitutions", "deletions", "insertions", "distance", "rtf", "latency")
 
 
+def result_dirs(run_dir: str | Path) -> list[Path]:
+    """The suite result folders of ``run_dir``: itself when it holds ``metrics.json``, else its sub-folders
+    that do (``eval.py`` writes ``outputs/eval/runs/<time>/<suite>/metrics.json``)."""
+    run = Path(run_dir)
+    if (run / "metrics.json").is_file():
+        return [run]
+    found = sorted(p.parent for p in run.glob("*/metrics.json")) if run.is_dir() else []
+    if not found:
+        raise FileNotFoundError(
+            f"compare: no metrics.json in {run} or its sub-folders (is it an eval.py run or suite folder?)"
+        )
+    return found
+
+
 def load_metrics(run_dir: str | Path) -> dict:
-    """Reads ``<run_dir>/metrics.json``."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"compare: {path} not found (is {run_dir} a suite result directory?)")
-    return json.loads(path.read_text())
+    """Reads ``<run_dir>/metrics.json`` (or the one of its single suite sub-folder)."""
+    dirs = result_dirs(run_dir)
+    if len(dirs) > 1:
+        raise ValueError(f"compare: {run_dir} holds several suites {[d.name for d in dirs]}: name one")
+    return json.loads((dirs[0] / "metrics.json").read_text())
+
+
+def _labels(dirs: Sequence[Path], runs: Sequence[dict]) -> list[str]:
+    """Column labels by checkpoint (``name@hash``); folder names where that is unknown or ambiguous."""
+    labels = [ckpt_label(r.get("meta", {}), f"{d.parent.name}/{d.name}") for d, r in zip(dirs, runs)]
+    for i, lab in enumerate(labels):
+        if labels.count(lab) > 1:  # same checkpoint in several results: add the suite, then the run folder
+            suite = runs[i].get("meta", {}).get("suite") or dirs[i].name
+            labels[i] = f"{lab} ({suite}, {dirs[i].parent.name})"
+    return labels
 
 
 def _lower_better(key: str) -> bool:
@@ -36,17 +60,19 @@ def compare_runs(
     """Builds a markdown table of every ``eval/...`` metric across runs and a bar chart of the headline ones.
 
     Args:
-        run_dirs: result directories of :func:`s2train.eval.suite.run_suite`.
+        run_dirs: result directories of :func:`s2train.eval.suite.run_suite`, or ``eval.py`` run folders
+            (each suite sub-folder with a ``metrics.json`` becomes a column).
         out_dir: where ``compare.md`` and ``compare.png`` are written.
-        names: column labels (default: directory names).
+        names: column labels (default: the checkpoint scored and its weights hash, from ``meta``).
 
     Returns:
         The markdown table (also logged).
     """
     if len(run_dirs) < 1:
         raise ValueError("compare_runs: give at least one result directory")
-    runs = [load_metrics(d) for d in run_dirs]
-    labels = list(names) if names else [Path(d).name for d in run_dirs]
+    dirs = [d for run in run_dirs for d in result_dirs(run)]
+    runs = [json.loads((d / "metrics.json").read_text()) for d in dirs]
+    labels = list(names) if names else _labels(dirs, runs)
     if len(labels) != len(runs):
         raise ValueError(f"compare_runs: {len(labels)} names for {len(runs)} runs")
     keys = sorted({k for r in runs for k in r if k.startswith("eval/") and not k.endswith("_std")})
@@ -63,11 +89,14 @@ def compare_runs(
             cells.append(f"**{cell}**" if best is not None and v == best else cell)
         lines.append(f"| `{key}` | " + " | ".join(cells) + " |")
     suites = ", ".join(f"{lab}: {r.get('meta', {}).get('suite')}" for lab, r in zip(labels, runs))
+    sources = "".join(
+        f"- {lab}: `{d}` (ckpt `{r.get('meta', {}).get('ckpt')}`)\n" for lab, d, r in zip(labels, dirs, runs)
+    )
     table = "\n".join(lines)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(
-        f"# Run comparison\n\nSuites: {suites}\n\n{table}\n\n![compare](compare.png)\n"
+        f"# Run comparison\n\nSuites: {suites}\n\n{sources}\n{table}\n\n![compare](compare.png)\n"
     )
     _bar_chart(out / "compare.png", runs, labels)
     log.info("run comparison:\n%s", table)

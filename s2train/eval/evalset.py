@@ -115,26 +115,34 @@ def demo_evalset(
     seed: int = 0,
     languages: Sequence[str] | None = None,
 ) -> EvalSet:
-    """Builds the demo held-out evaluation set from a demo-corpus manifest JSONL.
+    """Builds the held-out evaluation set of a corpus (the demo corpus or your own).
 
     Groups: ``test`` (held-out sentences, split ``test``), ``heldout`` (every item of the held-out speaker),
     ``tags`` (items whose text has ``[tags]``), ``dialogue`` (texts with ``<|speaker:1|>``). Tag and dialogue
     items are taken from the ``test``/``heldout``/``val`` splits, or from any split when those have none.
     Each item's voice prompt is another plain utterance of the same speaker (training split first).
 
+    A corpus without ``test``/``heldout`` items (LJSpeech, fish-speech, an audiofolder, codes encoded with
+    ``val_fraction=`` only) fills the ``test`` group from its ``val`` items, and when it has none of those
+    either, from every item, with a warning: those were probably trained on, so the scores are optimistic.
+    ``python -m s2train.data.encode ... test_fraction=0.05`` holds out a real ``test`` split.
+
     Args:
-        manifest: path of ``manifest.jsonl`` (fields ``id, path, text, speaker, language, duration, split``).
+        manifest: any corpus :func:`s2train.data.readers.load_items` reads: a ``manifest.jsonl`` (fields
+            ``id, path, text, speaker, language, duration, split``; e.g. ``<codes>/manifest.jsonl`` written
+            by ``s2train.data.encode``), a folder holding one, or an LJSpeech / fish-speech / audiofolder /
+            saved ``datasets`` folder.
         subsets: which groups to include.
         max_items: cap per group (deterministic sample with ``seed``); None keeps all.
         seed: sampling seed.
         languages: keep only these language codes (e.g. ``["en"]`` for an English-only ASR judge).
     """
-    from s2train.data.manifest import read_manifest
+    from s2train.data.readers import load_items
 
     unknown = set(subsets) - set(DEMO_SUBSETS)
     if unknown:
         raise ValueError(f"demo_evalset: unknown subsets {sorted(unknown)} (choose from {DEMO_SUBSETS})")
-    rows = read_manifest(manifest)
+    rows = load_items(manifest)
     missing = [r.path for r in rows if not Path(r.path).is_file()]
     if missing:
         log.warning("demo_evalset: %d manifest files are missing and skipped", len(missing))
@@ -168,10 +176,19 @@ def demo_evalset(
         )
 
     held = [r for r in rows if r.split in ("test", "heldout", "val")]
+    test_source = "test"
+    if "test" in subsets and not any(r.split in ("test", "heldout") for r in rows):
+        test_source = "val" if any(r.split == "val" for r in rows) else None
+        log.warning(
+            "demo_evalset: %s has no test/heldout split: the test group uses %s",
+            manifest,
+            "its val items" if test_source else "every item (probably trained on: optimistic scores)",
+        )
     items: list[EvalItem] = []
     for group in subsets:
         if group in ("test", "heldout"):
-            items += [make(r, group, "tts") for r in rows if r.split == group and plain(r)]
+            source = test_source if group == "test" else group
+            items += [make(r, group, "tts") for r in rows if source in (None, r.split) and plain(r)]
             continue
         want = (lambda r: bool(tags_in_text(r.text))) if group == "tags" else (lambda r: _is_dialogue(r.text))
         chosen = [r for r in held if want(r)] or [r for r in rows if want(r)]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["config_hash", "fmt", "log_wandb", "provenance", "write_outputs"]
+__all__ = ["ckpt_label", "config_hash", "fmt", "log_wandb", "provenance", "weights_hash", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,54 @@ def config_hash(config: Mapping[str, Any] | None) -> str:
         pass
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_FULL_HASH_BYTES = 1 << 30  # above this, hash the size plus the first and last 64 MiB (seconds, not minutes)
+
+
+def weights_hash(ckpt: str | Path | None) -> str | None:
+    """Short sha256 of a checkpoint's weights: the file, or every weight file of a bundle directory.
+
+    Two evaluations of the same weights get the same hash wherever the bundle was copied to, so compare
+    tables can tell checkpoints apart by content and not by folder name. None when ``ckpt`` is None.
+    """
+    if ckpt is None:
+        return None
+    path = Path(ckpt)
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+        if path.is_dir()
+        else [path]
+    )
+    digest = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        digest.update(f"{f.relative_to(path).as_posix() if path.is_dir() else ''}:{size}".encode())
+        with f.open("rb") as fh:
+            if size <= _FULL_HASH_BYTES:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            else:
+                digest.update(fh.read(64 << 20))
+                fh.seek(size - (64 << 20))
+                digest.update(fh.read())
+    return digest.hexdigest()[:10]
+
+
+def ckpt_label(meta: Mapping[str, Any], fallback: str) -> str:
+    """Column label of a result: ``<checkpoint name>@<weights hash>``, ``ground truth``, or ``fallback``."""
+    ckpt = meta.get("ckpt")
+    if "ckpt" not in meta:
+        return fallback
+    if not ckpt:
+        return "ground truth" if meta.get("suite") != "codec" else fallback
+    p = Path(ckpt)
+    # <run>/checkpoints/last.ckpt and <run>/export are named by the run folder: "last" says nothing
+    name = p.stem if p.suffix else p.name
+    if name in ("last", "export", "model") or name.startswith(("epoch=", "step=")):
+        name = f"{p.parent.parent.name if p.parent.name == 'checkpoints' else p.parent.name}/{name}"
+    return f"{name}@{meta['ckpt_hash']}" if meta.get("ckpt_hash") else name
 
 
 def _hardware() -> dict:
@@ -61,13 +109,21 @@ def _versions() -> dict:
 
 
 def provenance(
-    name: str, seeds: Sequence[int], config: Any, evalset: Any, judges: Any, runtime_s: float
+    name: str,
+    seeds: Sequence[int],
+    config: Any,
+    evalset: Any,
+    judges: Any,
+    runtime_s: float,
+    ckpt: str | Path | None = None,
 ) -> dict:
-    """The ``meta`` block of metrics.json: what ran, on what, with which judges."""
+    """The ``meta`` block of metrics.json: what ran (``ckpt``, ``ckpt_hash``), on what, with which judges."""
     asr = getattr(judges, "asr", None)
     spk = getattr(judges, "speaker", None)
     return {
         "suite": name,
+        "ckpt": str(Path(ckpt).resolve()) if ckpt else None,
+        "ckpt_hash": weights_hash(ckpt) if ckpt and Path(ckpt).exists() else None,
         "seeds": list(seeds),
         "config_hash": config_hash(config),
         "evalset": getattr(evalset, "name", None),

@@ -216,6 +216,7 @@ def run_suite(
     benchmark_fn: Callable[[], Mapping[str, float]] | None = None,
     config: Mapping[str, Any] | None = None,
     log_to_wandb: bool = True,
+    ckpt: str | Path | None = None,
 ) -> dict:
     """Runs one evaluation suite and writes its report.
 
@@ -230,6 +231,7 @@ def run_suite(
         benchmark_fn: ``() -> {"rtf": ..., ...}`` for ``speed``; its values are logged as ``eval/<key>``.
         config: the suite configuration (hashed into ``metrics.json`` for provenance).
         log_to_wandb: also log to the active wandb run, if any.
+        ckpt: the checkpoint scored (None: ground truth / codec); recorded with its weights hash in ``meta``.
 
     Returns:
         The ``metrics.json`` content: flat ``eval/...`` scalars plus ``meta``, ``per_seed`` and
@@ -284,7 +286,7 @@ def run_suite(
             generated[seed] = [(it, w) for it, w in zip(items, wavs)]
     metrics = _aggregate(per_seed)
     tag_summary = tag_pass_rates(all_tags) if name == "tags" else {}  # pooled over seeds
-    meta = report.provenance(name, seeds, config, evalset, judges, time.perf_counter() - start)
+    meta = report.provenance(name, seeds, config, evalset, judges, time.perf_counter() - start, ckpt)
     result = {
         **metrics,
         "meta": meta,
@@ -344,6 +346,18 @@ def build_evalset(cfg: Mapping[str, Any]) -> EvalSet:
     from s2train.eval.evalset import DEMO_SUBSETS, demo_evalset, read_seedtts_meta
 
     kind = cfg.get("kind", "demo")
+    path = Path(str(cfg.get("path")))
+    if not path.exists():
+        hint = (
+            "build the demo corpus first (python -m s2train.data.demo out=data/demo size=small; after bash "
+            "scripts/demo.sh it is under data/demo_run: pass paths.data_dir=data/demo_run) or "
+            if kind == "demo"
+            else ""
+        )
+        raise FileNotFoundError(
+            f"eval set not found: {path}: {hint}point suite.evalset.path at a manifest.jsonl or a corpus "
+            "folder (LJSpeech, fish-speech, audiofolder; <codes>/manifest.jsonl from s2train.data.encode)"
+        )
     if kind == "demo":
         subsets = list(cfg.get("subsets") or DEMO_SUBSETS)
         return demo_evalset(
@@ -428,4 +442,5 @@ def evaluate_from_config(
         seeds=seeds,
         benchmark_fn=benchmark_fn,
         config=suite_cfg,
+        ckpt=ckpt,
     )
