@@ -18,7 +18,8 @@
 # dropout; session 6 tried 0.2), AR_PRIOR (null: the forward-pass attention prior, a Hydra dict such as
 # '{heads: 2, sigma: 0.1, hold_steps: 2000, anneal_steps: 4000}'), AR_TEXT_DROP (0: data.text_dropout),
 # AR_LR (3e-4) / AR_AUDIO_LR (6e-4) / AR_WARMUP (200) / AR_VAL_EVERY (500),
-# AR_CURRICULUM (0: data.curriculum_steps, shortest items first), AR_CODES_TAR (a .tar.xz of code datasets, unpacked into data/ first: carries ~5x more hours in 64 MiB).
+# AR_CURRICULUM (0: data.curriculum_steps, shortest items first), AR_MAX_FAST (null: module.max_fast_frames,
+# a cap on the target frames the fast AR trains on per batch; its cost dominates a step on the CPU), AR_CODES_TAR (a .tar.xz of code datasets, unpacked into data/ first: carries ~5x more hours in 64 MiB).
 set -euo pipefail
 STAGE=${1:?usage: gpu_demo.sh codec|pretrain}
 OUT=${OUT:-gpu_out}
@@ -65,7 +66,7 @@ pretrain)
     data.batch_size="${AR_BATCH:-32}" data.num_workers="$WORKERS" module.codec_dir=checkpoints/demo/codec \
     data.g2p="${AR_G2P:-null}" module.align_weight="${AR_ALIGN:-0}" module.align_heads=2 \
     model.audio_input_dropout="${AR_AUDIO_DROP:-0}" "module.attn_prior=${AR_PRIOR:-null}" \
-    ++data.text_dropout="${AR_TEXT_DROP:-0}" ++data.curriculum_steps="${AR_CURRICULUM:-0}" module.lr="${AR_LR:-3e-4}" module.audio_lr="${AR_AUDIO_LR:-6e-4}" \
+    ++data.text_dropout="${AR_TEXT_DROP:-0}" ++data.curriculum_steps="${AR_CURRICULUM:-0}" module.max_fast_frames="${AR_MAX_FAST:-null}" module.lr="${AR_LR:-3e-4}" module.audio_lr="${AR_AUDIO_LR:-6e-4}" \
     trainer.max_steps="${AR_STEPS:-3000}" "++trainer.max_time=$(max_time "${AR_SECONDS:-240}")" \
     module.warmup_steps="${AR_WARMUP:-200}" trainer.val_check_interval="${AR_VAL_EVERY:-500}" ++trainer.limit_val_batches=8 \
     ++trainer.log_every_n_steps=25 ++trainer.enable_progress_bar=false '~callbacks.progress_bar' '~callbacks.reading' \
