@@ -29,7 +29,11 @@ KNOWN = {
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:
-    """`key=value` pairs -> dict; unknown keys and missing `bundle`/`text` raise ValueError."""
+    """`key=value` pairs -> dict; `--help` prints the usage and exits; unknown keys and missing
+    `bundle`/`text` raise ValueError."""
+    from s2train.cli import exit_on_help
+
+    exit_on_help(argv, __doc__)
     args = {}
     for item in argv:
         if "=" not in item:

@@ -398,6 +398,9 @@ def _save_hf(items: list[ManifestItem], out_dir: Path) -> None:
 
 
 def _parse_args(argv: list[str]) -> dict[str, str]:
+    from s2train.cli import exit_on_help
+
+    exit_on_help(argv, __doc__)
     args = {}
     for a in argv:
         if "=" not in a:

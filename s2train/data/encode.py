@@ -35,6 +35,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
+from s2train.cli import exit_on_help
 from s2train.codec import load_codec
 from s2train.data.audio import BadAudioError, load_audio
 from s2train.data.manifest import ManifestItem, write_manifest
@@ -231,9 +232,7 @@ def encode_manifest(
 
 
 def _parse_cli(argv: list[str]) -> dict:
-    if any(a in ("-h", "--help", "help") for a in argv):
-        sys.stdout.write(__doc__)
-        raise SystemExit(0)
+    exit_on_help(argv, __doc__)
     args = {}
     for a in argv:
         if "=" not in a:

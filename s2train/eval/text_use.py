@@ -135,7 +135,9 @@ def head_alignment(
         for a in layers:
             a.capture = True
         for i in range(0, len(ds), batch_size):
-            b = _on(model, collate_prompts([ds[j] for j in range(i, min(i + batch_size, len(ds)))], tok.pad_id))
+            b = _on(
+                model, collate_prompts([ds[j] for j in range(i, min(i + batch_size, len(ds)))], tok.pad_id)
+            )
             model(b["tokens"], b["codes"], b["audio_mask"], compute_logits=False)
             for li, a in enumerate(layers):
                 q, k = a.captured
@@ -187,8 +189,12 @@ def read_rows(codes_dir: str | Path, split: str, max_items: int | None) -> list[
 def main(argv: list[str] | None = None) -> dict:
     """CLI entry point (``python -m s2train.eval.text_use``); prints and returns the figures."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from s2train.cli import exit_on_help
+
+    argv = sys.argv[1:] if argv is None else argv
+    exit_on_help(argv, __doc__)
     args = dict(split="val", max_items="96", batch_size="8", seed="0", heads="0")
-    for a in sys.argv[1:] if argv is None else argv:
+    for a in argv:
         if "=" not in a:
             raise SystemExit(f"expected key=value arguments, got {a!r}\n{__doc__}")
         k, v = a.split("=", 1)

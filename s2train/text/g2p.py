@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m s2train.text.g2p codes <src> <dst> [spec]` | `mark <tokenizer_dir> [spec]` | `say <text>`."""
     import sys
 
+    from s2train.cli import exit_on_help
+
     args = sys.argv[1:] if argv is None else argv
+    exit_on_help(args, main.__doc__)
     if args[:1] == ["codes"] and len(args) in (3, 4):
         n = phonemize_codes(args[1], args[2], args[3] if len(args) == 4 else "espeak")
         print(f"{n} rows -> {args[2]}")
