@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,11 +35,12 @@ class SkipReport:
     too_long: int = 0
     empty: int = 0
     out_of_range: int = 0
+    text_rate: int = 0
     examples: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.wrong_k + self.too_long + self.empty + self.out_of_range
+        return self.wrong_k + self.too_long + self.empty + self.out_of_range + self.text_rate
 
 
 class CodesDataset(Dataset):
@@ -57,6 +58,11 @@ class CodesDataset(Dataset):
         text_dropout: probability of training an item on its unconditional prompt
             (`s2train.text.unconditional_prompt`: the final transcript removed, `text_mask` all False), which
             teaches the model the unconditional branch classifier-free guidance needs. 0 for validation sets.
+        frame_rate: code frames per second of audio (the codec's); with ``text_rate`` it turns frames into
+            seconds. None: the text-rate check is off.
+        text_rate: ``{min_tokens_per_s, max_tokens_per_s}``: items whose transcript has fewer / more text
+            tokens per second of audio are skipped and counted (a transcript that does not belong to its clip:
+            5000 characters on 2 s, or half of it missing). None: off. Bounds: ``configs/data/codes_demo.yaml``.
 
     Indexing with ``(index, epoch)`` (what the train loader's :class:`EpochTaggedBatches` yields) draws the
     reference of that epoch, the same in any worker; a plain ``index`` uses :attr:`epoch` (``set_epoch``).
@@ -71,9 +77,15 @@ class CodesDataset(Dataset):
         ref_prob: float = 0.5,
         seed: int = 0,
         text_dropout: float = 0.0,
+        frame_rate: float | None = None,
+        text_rate: Mapping[str, float] | None = None,
     ) -> None:
         if not 0.0 <= text_dropout <= 1.0:
             raise ValueError(f"CodesDataset: text_dropout must be in [0, 1], got {text_dropout!r}")
+        rate_bounds = None
+        if text_rate and frame_rate:
+            rate_bounds = (float(text_rate.get("min_tokens_per_s") or 0.0),
+                           float(text_rate.get("max_tokens_per_s") or float("inf")))  # fmt: skip
         self.tok = tokenizer
         self.text_dropout = text_dropout
         self.k = num_codebooks
@@ -101,6 +113,12 @@ class CodesDataset(Dataset):
                 continue
             # Exact prompt length without reference: the user/assistant segment, the frames, <|im_end|>.
             text = tokenizer.transcript(row["text"])
+            if rate_bounds is not None:
+                rate = len(tokenizer.encode(text)) * frame_rate / codes.shape[1]
+                if not rate_bounds[0] <= rate <= rate_bounds[1]:
+                    self.skipped.text_rate += 1
+                    self._note(row, f"{rate:.1f} text tokens/s outside [{rate_bounds[0]}, {rate_bounds[1]}]")
+                    continue
             length = len(tokenizer.encode(_USER_SEGMENT.format(text=text))) + codes.shape[1] + 1
             if length > max_tokens:
                 self.skipped.too_long += 1
@@ -122,10 +140,10 @@ class CodesDataset(Dataset):
         self.by_speaker = dict(by_speaker)
         if self.skipped.total:
             log.warning(
-                "CodesDataset: skipped %d of %d items (wrong K: %d, too long: %d, empty: %d, codes out of range: %d), "
-                "e.g. %s",
+                "CodesDataset: skipped %d of %d items (wrong K: %d, too long: %d, empty: %d, codes out of range: %d, "
+                "text tokens/s out of range: %d), e.g. %s",
                 self.skipped.total, len(rows), self.skipped.wrong_k, self.skipped.too_long, self.skipped.empty,
-                self.skipped.out_of_range, self.skipped.examples[:3],
+                self.skipped.out_of_range, self.skipped.text_rate, self.skipped.examples[:3],
             )  # fmt: skip
 
     def _note(self, row: dict, why: str) -> None:
@@ -278,6 +296,9 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
         train_splits / val_splits: values of the `split` column.
         speakers: keep only these speakers (None: all).
         num_workers, seed: DataLoader workers and sampling seed.
+        text_rate: ``{min_tokens_per_s, max_tokens_per_s}`` plausibility bounds of transcript tokens per second
+            of audio (:class:`CodesDataset`); the frame rate comes from the dataset's ``summary.json`` (written
+            by ``s2train.data.encode``). None, or a dataset without a recorded frame rate: off.
         curriculum_steps: for the first this many optimizer steps the training batches are the shortest
             items sorted by length (frames + transcript tokens), shortest first; bucketed and shuffled after
             (:class:`BucketBatchSampler` ``curriculum_batches``; gradient accumulation counted). 0 = off.
@@ -304,8 +325,10 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
         g2p: str | None = None,
         text_dropout: float = 0.0,
         curriculum_steps: int = 0,
+        text_rate: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
+        self.text_rate = dict(text_rate) if text_rate else None
         if curriculum_steps < 0:
             raise ValueError(f"CodesDataModule: curriculum_steps must be >= 0, got {curriculum_steps!r}")
         self.curriculum_steps = int(curriculum_steps)
@@ -326,19 +349,21 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
             num_semantic = ((top + 1 + 63) // 64) * 64
         train_texts = [r["text"] for s in self.train_splits for r in self._rows.get(s, [])]
         self.tokenizer = ensure_tokenizer(self.tokenizer_dir, train_texts, vocab_size, num_semantic, g2p)
-        self.codec_dir = self._codec_from_summary()
+        self.codec_dir = self._summary().get("codec")
+        self.frame_rate = self._summary().get("frame_rate")
+        if self.text_rate and not self.frame_rate:
+            log.warning("%s: summary.json records no frame_rate, so the text-rate check is off", dataset_dir)
         self.train_set: CodesDataset | None = None
         self.val_set: CodesDataset | None = None
 
-    def _codec_from_summary(self) -> str | None:
-        # `s2train.data.encode` writes summary.json next to the dataset; a "codec" entry names the codec used.
+    def _summary(self) -> dict:
+        # `s2train.data.encode` writes summary.json next to the dataset: the codec used and its frame rate.
         summary = Path(self.dataset_dir) / "summary.json"
         if not summary.is_file():
-            return None
+            return {}
         import json
 
-        codec = json.loads(summary.read_text()).get("codec")
-        return str(codec) if codec else None
+        return {k: v for k, v in json.loads(summary.read_text()).items() if v}
 
     def _read_rows(self) -> dict[str, list[dict]]:
         from datasets import load_from_disk
@@ -376,8 +401,9 @@ class CodesDataModule(MidEpochResume, pl.LightningDataModule):
     def _make(self, splits: Sequence[str], ref_prob: float, text_dropout: float = 0.0) -> CodesDataset:
         rows = [r for s in splits for r in self._rows.get(s, [])]
         return CodesDataset(
-            rows, self.tokenizer, self.num_codebooks, self.max_tokens, ref_prob, self.seed, text_dropout
-        )
+            rows, self.tokenizer, self.num_codebooks, self.max_tokens, ref_prob, self.seed, text_dropout,
+            frame_rate=self.frame_rate, text_rate=self.text_rate,
+        )  # fmt: skip
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
