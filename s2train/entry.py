@@ -87,6 +87,38 @@ def _check_missing(cfg: DictConfig) -> None:
         )
 
 
+def _resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
+    """`ckpt_path`, or with `resume=true` the run folder's `checkpoints/last.ckpt` (None: a fresh start)."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    if not cfg.get("resume"):
+        return None
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info("resume=true: continuing %s", last)
+        return str(last)
+    log.warning("resume=true: no checkpoint in %s; starting a new run", last.parent)
+    return None
+
+
+def _quiet_resume_warnings(datamodule: Any, ckpt_path: str | None) -> None:
+    """Silence two Lightning warnings that are wrong for an s2train resume.
+
+    "dataloader is not resumable ... unreliable results": Lightning only knows stateful DataLoaders; s2train's
+    data modules restore the position themselves (`s2train.data.sampler.MidEpochResume`: the resumed epoch skips
+    the batches already trained; exact, tests/reliability/test_resume.py). "Checkpoint directory ... exists and
+    is not empty": a resumed run writes into its own folder on purpose.
+    """
+    import warnings
+
+    from s2train.data.sampler import MidEpochResume
+
+    if isinstance(datamodule, MidEpochResume):
+        warnings.filterwarnings("ignore", message=r".*dataloader is\s+not resumable.*")
+    if ckpt_path:
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train with the recipe in `cfg` and return the final callback metrics.
 
@@ -118,7 +150,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     OmegaConf.save(cfg, out_dir / "resolved_config.yaml", resolve=True)
     log.info("run directory: %s", out_dir)
 
+    ckpt_path = _resume_checkpoint(cfg, out_dir)
     datamodule = instantiate(cfg.data, _convert_="partial")
+    _quiet_resume_warnings(datamodule, ckpt_path)
     module = instantiate(cfg.module, _convert_="partial")
     callbacks = build_callbacks(cfg.get("callbacks"))
     loggers = build_loggers(cfg.get("logger"))
@@ -127,11 +161,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     try:
         if cfg.get("validate_only"):
-            results = trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics = {k: float(v) for r in results for k, v in r.items()}
             log.info("validation metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
             return metrics
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         if hasattr(module, "export") and trainer.is_global_zero and not trainer.fast_dev_run:
             export_dir = Path(cfg.get("export_dir") or out_dir / "export")
             module.export(export_dir)

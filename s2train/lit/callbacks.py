@@ -4,7 +4,9 @@
   (`os.replace`), so a run killed during a save leaves the previous checkpoint intact.
 - `NonFiniteGuard`: a NaN/Inf loss or gradient skips that optimizer step and is counted; after
   `max_consecutive` bad steps in a row the run saves the last good state and stops with a clear error.
-- `LossCurvePlot`: writes `loss_curves.png` (train/val losses against step) into the run directory.
+- `LossCurvePlot`: writes `loss_curves.png` (train/val losses against step) into the run directory at the end
+  of fit and when the run is interrupted; its history is kept in checkpoints, so a resumed run's plot starts at
+  step 0.
 - `DiscriminatorStartTimer`: for time-boxed codec runs (`trainer.max_time`), ends the codec's mel-only warm-up
   after a wall-clock budget instead of a step count (the step rate of a new machine is not known in advance).
 - `RNGStateCallback`: stores the torch / numpy / python RNG states in every checkpoint, so random draws in a
@@ -144,9 +146,25 @@ class LossCurvePlot(Callback):
             self._collect(trainer, "val/")
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        self.write(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.write(trainer)  # an interrupted or crashed run keeps its curves
+
+    def write(self, trainer: Trainer) -> Path | None:
+        """Plot the history so far into `<out_dir>/<filename>` (rank zero; None when nothing was logged)."""
         if not trainer.is_global_zero or not self.history:
-            return
-        self.plot(self.out_dir / self.filename)
+            return None
+        return self.plot(self.out_dir / self.filename)
+
+    # The history lives in checkpoints, so a resumed run plots its curves from step 0.
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": {k: [[int(s), float(v)] for s, v in rows] for k, rows in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = defaultdict(list)
+        for key, rows in state_dict.get("history", {}).items():
+            self.history[key] = [(int(s), float(v)) for s, v in rows]
 
     def panels(self) -> list[tuple[str, list[str]]]:
         """Panels of the figure: the total and per-part losses, then per-codebook losses (`*_cb<k>`), if any."""
