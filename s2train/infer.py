@@ -2,6 +2,10 @@
 
     python -m s2train.infer bundle=runs/demo/bundle text="Hello there." ref=ref.wav ref_text="..." out=out.wav
 
+Prints a JSON summary; `"stopped_at_cap": true` (and a warning) when generation hit the max_seconds cap
+without the end token, i.e. the audio is cut off. Text in a script the bundle's tokenizer never saw (Chinese or
+emoji into an English model) is warned about.
+
 Options (key=value): seed, temperature, top_p, top_k, greedy=true, cfg_scale (classifier-free guidance on
 the text, 1 = off; needs a model trained with data.text_dropout > 0), max_seconds, device (cpu|cuda),
 dtype (float32|bfloat16), mode (auto|eager|cudagraph|compile), stream=true (print time-to-first-audio),
@@ -93,10 +97,18 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.get("out", "out.wav")
     write_wav(out, wav, sr)
     seconds = wav.size / sr
+    at_cap = bool(tts.last_stats.get("stopped_at_cap"))
+    if at_cap:
+        log.warning(
+            "generation stopped at the length cap (%d frames, %.1f s) without the end token: the audio is cut "
+            "off; raise max_seconds=, shorten the text, or the model did not learn to stop",
+            tts.last_stats.get("max_frames", 0), seconds,
+        )  # fmt: skip
     summary = {
         "out": out, "seconds": round(seconds, 3), "elapsed_s": round(elapsed, 3),
         "rtf": round(elapsed / seconds, 3) if seconds else None,
         "ttfa_s": tts.last_stats.get("ttfa_s"), "voice_cache_hit_rate": tts.voice_cache.hit_rate,
+        "stopped_at_cap": at_cap,
     }  # fmt: skip
     sys.stdout.write(json.dumps(summary) + "\n")
     return summary

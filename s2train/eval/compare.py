@@ -15,7 +15,9 @@ __all__ = ["compare_runs", "load_metrics", "result_dirs"]
 log = logging.getLogger(__name__)
 
 # Lower is better for these; everything else (sim, pass rates, si_sdr) higher is better.
-_LOWER_IS_BETTER = ("wer", "cer", "substitutions", "deletions", "insertions", "distance", "rtf", "latency")
+_LOWER_IS_BETTER = (
+    "wer", "cer", "substitutions", "deletions", "insertions", "distance", "rtf", "latency", "stopped_at_cap",
+)  # fmt: skip
 
 
 def result_dirs(run_dir: str | Path) -> list[Path]:

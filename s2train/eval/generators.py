@@ -66,14 +66,23 @@ def tts_generator(ckpt: str | Path | None = None, device: str = "cpu", max_secon
         resolve_bundle(ckpt), device=device, mode=mode, max_seconds=max_seconds, codec_dir=codec_dir
     )
 
+    info: list[dict] = []
+
     def generate(items: Sequence[EvalItem], seed: int = 0) -> list[tuple[np.ndarray, int]]:
         out = []
+        info.clear()
         for i, it in enumerate(tqdm(items, desc=f"synthesize (seed {seed})", leave=False)):
             refs = [(it.prompt_wav, it.prompt_text)] if it.prompt_wav else []
             wav, sr = tts.synthesize(it.text, references=refs, seed=seed * 100_003 + i, **sampling)
             out.append((np.asarray(wav, dtype=np.float32), int(sr)))
+            info.append({"stopped_at_cap": bool(tts.last_stats.get("stopped_at_cap"))})
+        capped = sum(r["stopped_at_cap"] for r in info)
+        if capped:
+            log.warning("%d of %d items stopped at the %.0f s cap (cut off, no end token)", capped, len(info),
+                        max_seconds)  # fmt: skip
         return out
 
+    generate.item_info = lambda: list(info)  # run_suite merges these into the per-utterance rows
     return generate
 
 

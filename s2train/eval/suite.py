@@ -159,6 +159,8 @@ def _tag_rows(items: Sequence[EvalItem], wavs: Sequence[tuple[np.ndarray, int]],
 def _seed_metrics(name: str, rows: list[dict], tag_results: list, judges: Judges) -> tuple[dict, dict]:
     """Scalar metrics of one seed and the per-family tag summary."""
     metrics: dict[str, float] = {"eval/n_utterances": float(len(rows))}
+    if rows and "stopped_at_cap" in rows[0]:
+        metrics["eval/stopped_at_cap_rate"] = float(np.mean([bool(r.get("stopped_at_cap")) for r in rows]))
     if judges.asr is not None and rows:
         rep = wer_report(
             [r["text"] for r in rows], [r["hyp"] for r in rows], [r["language"] for r in rows], judges.numbers
@@ -223,7 +225,9 @@ def run_suite(
     Args:
         name: one of :data:`SUITES`.
         generate_fn: ``(items, seed) -> [(wav [S], sr)]``; for ``tags`` it receives both the tagged and the
-            untagged variant of each prompt (``item.variant``). Unused by ``speed``.
+            untagged variant of each prompt (``item.variant``). Unused by ``speed``. An ``item_info()``
+            attribute returning one dict per item of the last call (``stopped_at_cap``) adds those columns
+            to the per-utterance table (and ``eval/stopped_at_cap_rate``).
         evalset: the items to render (unused by ``speed``).
         judges: ASR / speaker encoder / taxonomy / codec metrics.
         out_dir: result directory (``metrics.json``, ``utterances.jsonl/.csv``, ``report.md``, plots, wavs).
@@ -272,6 +276,9 @@ def run_suite(
                     f"generate_fn returned {len(wavs)} clips for {len(items)} items (seed {seed})"
                 )
             seed_rows = _score_seed(items, wavs, judges, seed, out / "wavs" / f"seed{seed}")
+            item_info = getattr(generate_fn, "item_info", None)  # e.g. stopped_at_cap of a TTS generator
+            for row, extra in zip(seed_rows, item_info() if callable(item_info) else []):
+                row.update(extra)
             tag_results = _tag_rows(items, wavs, taxonomy) if name == "tags" else []
             by_id = {r["id"]: r for r in seed_rows}
             for item_id, res in tag_results:

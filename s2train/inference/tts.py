@@ -56,6 +56,7 @@ class TTS:
         self.voice_cache = VoicePrefixCache(voice_cache_size)
         self.engine = InferenceEngine(model, tokenizer.im_end_id, mode=mode, voice_cache=self.voice_cache)
         self.max_seconds = max_seconds
+        self._warned_chars: set[str] = set()  # unseen characters already warned about (once per TTS)
         self._ref_codes: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.last_stats: dict[str, Any] = {}
 
@@ -127,6 +128,7 @@ class TTS:
 
         if not isinstance(text, str) or not text.strip():
             raise ValueError("synthesize: text is empty")
+        self._warn_unseen(text)
         cfg = self.model.config
         n_text = len(self.tokenizer.encode(text))
         if n_text + 16 >= cfg.max_seq_len:
@@ -154,6 +156,20 @@ class TTS:
                 refs.append(item)
         return build_prompt(self.tokenizer, text, references=refs, num_codebooks=cfg.num_codebooks)
 
+    def _warn_unseen(self, text: str) -> None:
+        """Warn (once per character) about text in a script the tokenizer was not trained on."""
+        from s2train.text.coverage import describe_unseen, unseen_characters
+
+        new = [c for c in unseen_characters(self.tokenizer, self.tokenizer.transcript(text))
+               if c not in self._warned_chars]  # fmt: skip
+        if new:
+            self._warned_chars.update(new)
+            log.warning(
+                "synthesize: the tokenizer never saw %s in training (it spells them as raw bytes): the model "
+                "was not trained on this script and will not pronounce it",
+                describe_unseen(new),
+            )
+
     def _max_frames(self, prompt, max_seconds: float | None) -> int:
         cfg = self.model.config
         room = cfg.max_seq_len - len(prompt) - 1
@@ -179,9 +195,12 @@ class TTS:
         """
         params = self._params(sampling)
         prompt = self.prompt(text, references)
-        res = self.engine.generate([prompt], params, self._max_frames(prompt, max_seconds), seed)
+        max_frames = self._max_frames(prompt, max_seconds)
+        res = self.engine.generate([prompt], params, max_frames, seed)
         codes = res.codes[0]
-        self.last_stats = dict(res.stats, stopped=res.stopped[0], frames_out=codes.shape[1])
+        # Not stopped by <|im_end|>: generation ran into the length cap and the audio is cut off there.
+        self.last_stats = dict(res.stats, stopped=res.stopped[0], frames_out=codes.shape[1],
+                               max_frames=max_frames, stopped_at_cap=not res.stopped[0])  # fmt: skip
         if codes.shape[1] == 0:
             log.warning("synthesize: the model stopped before the first frame; returning silence")
             return np.zeros(0, dtype=np.float32), self.sample_rate
@@ -202,9 +221,10 @@ class TTS:
 
     def _stream(self, prompt, params, max_frames, seed, chunk_frames, t0: float) -> Iterator[np.ndarray]:
         stats = StreamStats()
-        self.last_stats = {"stream": stats}
+        self.last_stats = {"stream": stats, "max_frames": max_frames}
         for chunk in stream_audio(
             self.engine, self.codec, prompt, params, max_frames, seed, chunk_frames, stats, t0
         ):
             self.last_stats.update(ttfa_s=stats.ttfa_s, frames_out=stats.frames)
             yield chunk
+        self.last_stats["stopped_at_cap"] = stats.frames >= max_frames

@@ -60,3 +60,16 @@ def test_compare_takes_run_folders_and_labels_by_checkpoint(own, tmp_path):
               log_to_wandb=False, ckpt=tmp_path / "A" / "checkpoints" / "export")  # fmt: skip
     again = json.loads((tmp_path / "runs" / "C" / "quick" / "metrics.json").read_text())["meta"]
     assert again["ckpt_hash"] == meta["ckpt_hash"]
+
+
+def test_stopped_at_cap_reaches_the_utterance_table(own, tmp_path):
+    es = demo_evalset(own, ["test"], max_items=3)
+
+    def generate(items, seed):
+        return ground_truth_generate_fn(items, seed)
+
+    generate.item_info = lambda: [{"stopped_at_cap": i == 0} for i in range(len(es))]
+    res = run_suite("quick", generate, es, Judges(), tmp_path / "q", log_to_wandb=False)
+    rows = [json.loads(line) for line in (tmp_path / "q" / "utterances.jsonl").read_text().splitlines()]
+    assert [r["stopped_at_cap"] for r in rows] == [True, False, False]
+    assert res["eval/stopped_at_cap_rate"] == pytest.approx(1 / 3)
