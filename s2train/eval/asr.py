@@ -134,6 +134,12 @@ class FasterWhisperASR:
     def _load(self):
         from faster_whisper import WhisperModel
 
+        # faster-whisper logs an INFO line per clip ("Processing audio with duration ..."), which drowns the
+        # progress bars of a suite or a GRPO run; keep its warnings unless the user set a level themselves.
+        fw_log = logging.getLogger("faster_whisper")
+        if fw_log.level == logging.NOTSET:
+            fw_log.setLevel(logging.WARNING)
+
         source = str(bundled_whisper_path()) if self.model_name == BUNDLED_TINY_EN else self.model_name
         key = ("faster-whisper", source, self.device, self.compute_type, self.cpu_threads)
         if key in _MODEL_CACHE:

@@ -73,3 +73,18 @@ def test_stopped_at_cap_reaches_the_utterance_table(own, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "q" / "utterances.jsonl").read_text().splitlines()]
     assert [r["stopped_at_cap"] for r in rows] == [True, False, False]
     assert res["eval/stopped_at_cap_rate"] == pytest.approx(1 / 3)
+
+
+def test_faster_whisper_per_clip_info_is_silenced(own, caplog):
+    from s2train.eval.asr import FasterWhisperASR
+    from s2train.eval.evalset import read_wav
+
+    logging.getLogger("faster_whisper").setLevel(logging.NOTSET)
+    asr = FasterWhisperASR(cpu_threads=1)
+    with caplog.at_level(logging.INFO):
+        wav, sr = read_wav(own / "wavs" / "own_000.wav")
+        hyp = asr.transcribe([wav], sr)
+    assert "mat" in hyp[0].lower()
+    assert not [
+        r for r in caplog.records if r.name.startswith("faster_whisper") and r.levelno < logging.WARNING
+    ]
