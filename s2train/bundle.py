@@ -177,6 +177,26 @@ def _checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+def init_tokenizer_dir(source: str | Path) -> Path | None:
+    """The tokenizer the weights in `source` were trained with, or None when it cannot be found.
+
+    `<bundle>/tokenizer` for a bundle, the directory itself for a released S2 Pro directory (its
+    `tokenizer.json`), the `tokenizer_dir` recorded in a Lightning checkpoint's hyper-parameters.
+    """
+    p = Path(source)
+    if is_bundle(p):
+        found: str | Path | None = p / "tokenizer"
+    elif p.is_dir():
+        found = p
+    elif p.is_file():
+        # trusted local file; mmap: the hyper-parameters are read without loading the weights
+        ckpt = torch.load(str(p), map_location="cpu", weights_only=False, mmap=True)
+        found = (ckpt.get("hyper_parameters") or {}).get("tokenizer_dir") if isinstance(ckpt, dict) else None
+    else:
+        found = None
+    return Path(found) if found and S2Tokenizer.exists(found) else None
+
+
 def load_init_weights(model: torch.nn.Module, source: str | Path) -> None:
     """Load full weights into `model` from a bundle dir or a Lightning checkpoint, strictly.
 
@@ -211,11 +231,18 @@ def load_init_weights(model: torch.nn.Module, source: str | Path) -> None:
         if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
     )
     if missing or unexpected or shapes:
+        hint = ""
+        if any(s.startswith(("slow.tok_emb.", "tok_emb.")) for s in shapes):
+            hint = (
+                "\n  the text vocabulary differs: train with the tokenizer init_from was trained with "
+                f"(data.tokenizer_dir={init_tokenizer_dir(p) or '<its tokenizer>'}; recipe=finetune/lora use it "
+                "when data.tokenizer_dir is not set)"
+            )
         raise ValueError(
             f"init_from={source} does not fit the model:\n"
             f"  shape mismatches ({len(shapes)}): {shapes[:20]}\n"
             f"  missing keys ({len(missing)}): {missing[:20]}\n"
-            f"  unexpected keys ({len(unexpected)}): {unexpected[:20]}"
+            f"  unexpected keys ({len(unexpected)}): {unexpected[:20]}" + hint
         )
     model.load_state_dict(sd, strict=True)
     log.info("initialized %d tensors from %s", len(sd), source)

@@ -87,6 +87,60 @@ def _check_missing(cfg: DictConfig) -> None:
         )
 
 
+def _tokenizer_from_init(cfg: DictConfig) -> None:
+    """Fine-tuning reads text with the tokenizer its `init_from` weights were trained with.
+
+    `data.tokenizer_dir: null` (recipe=finetune/lora) becomes that tokenizer (`s2train.bundle.init_tokenizer_dir`:
+    `<bundle>/tokenizer`, ...), so no new tokenizer is trained on the new texts. A tokenizer_dir given explicitly
+    must exist and match it (vocabulary, semantic range); a missing one would be trained on the new texts and
+    never fit the checkpoint's embeddings.
+
+    Raises:
+        ConfigError: no tokenizer can be found, or the given one does not fit; the message names the fix.
+    """
+    data = cfg.get("data")
+    init_from = cfg.get("init_from")
+    if not init_from or not isinstance(data, DictConfig) or "tokenizer_dir" not in data:
+        return
+    from s2train.bundle import init_tokenizer_dir
+    from s2train.text.tokenizer import S2Tokenizer
+
+    own = init_tokenizer_dir(init_from)
+    given = data.tokenizer_dir
+    fix = (
+        f"leave data.tokenizer_dir unset (recipe=finetune/lora then use {own})"
+        if own
+        else "pass the one it was trained with"
+    )
+    if given is None:
+        if own is None:
+            raise ConfigError(
+                f"init_from={init_from} records no tokenizer (a bundle has <dir>/tokenizer); pass "
+                "data.tokenizer_dir=<the tokenizer its weights were trained with>"
+            )
+        data.tokenizer_dir = str(own)
+        log.info("tokenizer of init_from: %s", own)
+    elif not S2Tokenizer.exists(given):
+        raise ConfigError(
+            f"data.tokenizer_dir={given} holds no tokenizer; a new one trained on these texts would not fit the "
+            f"embeddings of init_from={init_from}: {fix}"
+        )
+    elif own is not None and Path(given).resolve() != own.resolve():
+        mine, theirs = S2Tokenizer.load(given), S2Tokenizer.load(own)
+        if (mine.vocab_size, mine.semantic_start) != (theirs.vocab_size, theirs.semantic_start):
+            raise ConfigError(
+                f"data.tokenizer_dir={given} (vocab {mine.vocab_size}) is not the tokenizer of init_from={init_from} "
+                f"({own}, vocab {theirs.vocab_size}): {fix}"
+            )
+    tok = S2Tokenizer.load(data.tokenizer_dir)
+    wanted = data.get("num_semantic")
+    if wanted is not None and tok.num_semantic is not None and int(wanted) != tok.num_semantic:
+        raise ConfigError(
+            f"the tokenizer of init_from={init_from} has {tok.num_semantic} semantic codes, the codec config "
+            f"{int(wanted)}: pass the codec the checkpoint was trained with (codec=<group>, e.g. codec=s2 for S2 Pro)"
+        )
+
+
 def _resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     """`ckpt_path`, or with `resume=true` the run folder's `checkpoints/last.ckpt` (None: a fresh start)."""
     if cfg.get("ckpt_path"):
@@ -139,6 +193,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("module") is None:
         raise ConfigError("no recipe selected: " + RECIPES_HINT.format(names=", ".join(_available_recipes())))
     _check_missing(cfg)
+    _tokenizer_from_init(cfg)  # before anything reads data.tokenizer_dir
 
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
