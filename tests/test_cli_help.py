@@ -34,3 +34,17 @@ def test_argparse_clis_help(module, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_eval_help_shows_its_own_groups():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "eval.py", "--help"], cwd=root, capture_output=True, text=True,
+                         timeout=120).stdout  # fmt: skip
+    assert "suite.evalset.path" in out and "recipe:" not in out and "lora:" not in out
+    for group in ("suite", "logger"):  # the hand-written list matches the config folders
+        names = ", ".join(sorted(p.stem for p in (root / "configs" / group).glob("*.yaml")))
+        assert f"{group}: {names}" in out
