@@ -118,7 +118,7 @@ def _tokenizer_from_init(cfg: DictConfig) -> None:
                 f"init_from={init_from} records no tokenizer (a bundle has <dir>/tokenizer); pass "
                 "data.tokenizer_dir=<the tokenizer its weights were trained with>"
             )
-        data.tokenizer_dir = str(own)
+        data.tokenizer_dir = str(own.resolve())  # absolute: checkpoints must not depend on the cwd
         log.info("tokenizer of init_from: %s", own)
     elif not S2Tokenizer.exists(given):
         raise ConfigError(

@@ -52,7 +52,7 @@ def test_finetune_uses_the_bundles_tokenizer_and_writes_none(bundle, new_codes, 
     assert not data_dir.exists()
     # the only tokenizer written is the exported bundle's copy
     assert list(tmp_path.rglob("tokenizer.json")) == [tmp_path / "export" / "tokenizer" / "tokenizer.json"]
-    assert cfg.data.tokenizer_dir == str(bundle / "tokenizer")
+    assert cfg.data.tokenizer_dir == str((bundle / "tokenizer").resolve())
     exported = S2Tokenizer.load(tmp_path / "export" / "tokenizer")
     assert exported.vocab_size == S2Tokenizer.load(bundle / "tokenizer").vocab_size
     assert not list(new_codes.parent.glob("**/tokenizer.json"))  # nothing written next to the new codes
