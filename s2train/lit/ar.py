@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,20 @@ def param_groups(
     return groups
 
 
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _absolute(path: str | None) -> str | None:
+    """``path`` made absolute: from the working directory, else (an older checkpoint's relative path, loaded
+    from elsewhere) from the repository root; unchanged when it exists in neither."""
+    if not path or Path(path).is_absolute():
+        return path
+    for base in (Path.cwd(), _REPO_ROOT):
+        if (base / path).exists():
+            return str((base / path).resolve())
+    return path
+
+
 class DualARLitModule(pl.LightningModule):
     """Trains a DualAR on prompt batches from `s2train.data.codes.CodesDataModule`.
 
@@ -135,12 +150,18 @@ class DualARLitModule(pl.LightningModule):
         attn_prior: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # Checkpoints record these paths (save_hyperparameters reads the locals): store them absolute so a
+        # checkpoint loads from any directory; an older checkpoint's relative path is tried from the repo root.
+        tokenizer_dir = _absolute(tokenizer_dir)
+        init_from = _absolute(init_from)
+        codec_dir = _absolute(codec_dir)
         self.save_hyperparameters()
         self.tokenizer = S2Tokenizer.load(tokenizer_dir) if S2Tokenizer.exists(tokenizer_dir) else None
         if self.tokenizer is None:
             raise FileNotFoundError(
-                f"no tokenizer in {tokenizer_dir}; build the data module first (CodesDataModule trains it) "
-                "or save one with S2Tokenizer.train(...).save(dir)"
+                f"no tokenizer in {tokenizer_dir} (working directory {os.getcwd()}): a checkpoint records the "
+                "tokenizer_dir of its training run, so run from that directory or pass the run's exported "
+                "bundle (<run>/export); for a new run, the data module trains one (CodesDataModule)"
             )
         self.model_config = resolve_model_config(model, self.tokenizer)
         self.model = DualAR(self.model_config)
