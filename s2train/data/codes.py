@@ -60,9 +60,10 @@ class CodesDataset(Dataset):
             teaches the model the unconditional branch classifier-free guidance needs. 0 for validation sets.
         frame_rate: code frames per second of audio (the codec's); with ``text_rate`` it turns frames into
             seconds. None: the text-rate check is off.
-        text_rate: ``{min_tokens_per_s, max_tokens_per_s}``: items whose transcript has fewer / more text
-            tokens per second of audio are skipped and counted (a transcript that does not belong to its clip:
-            5000 characters on 2 s, or half of it missing). None: off. Bounds: ``configs/data/codes_demo.yaml``.
+        text_rate: ``{min_tokens_per_s, max_tokens_per_s, strict}``: items whose transcript has fewer / more
+            text tokens per second of audio are skipped and counted (a transcript that does not belong to its
+            clip: 5000 characters on 2 s, or half of it missing); with ``strict: true`` any such item is an
+            error listing them. None: off. Bounds: ``configs/data/codes_demo.yaml``.
 
     Indexing with ``(index, epoch)`` (what the train loader's :class:`EpochTaggedBatches` yields) draws the
     reference of that epoch, the same in any worker; a plain ``index`` uses :attr:`epoch` (``set_epoch``).
@@ -134,6 +135,12 @@ class CodesDataset(Dataset):
                 }
             )
             self.lengths.append(length)
+        if rate_bounds is not None and self.skipped.text_rate and text_rate.get("strict"):
+            bad = [e for e in self.skipped.examples if "text tokens/s" in e]
+            raise ValueError(
+                f"CodesDataset: {self.skipped.text_rate} items have a transcript that does not fit their audio "
+                f"(data.text_rate.strict=true), e.g. {bad}; fix them or set data.text_rate.strict=false to skip"
+            )
         by_speaker: dict[str, list[int]] = defaultdict(list)
         for i, it in enumerate(self.items):
             by_speaker[str(it["speaker"])].append(i)

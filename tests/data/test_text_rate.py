@@ -32,7 +32,7 @@ def _bounds() -> dict:
 
 def test_text_rate_bounds_skip_and_count(tok):
     bounds = _bounds()
-    assert bounds == {"min_tokens_per_s": 0.5, "max_tokens_per_s": 40.0}
+    assert bounds == {"min_tokens_per_s": 0.5, "max_tokens_per_s": 40.0, "strict": False}
     rows = [
         _row(0, SENTENCE, 75),  # 3 s at 25 frames/s: a normal read
         _row(1, " ".join([SENTENCE] * 100), 47),  # the 5000 characters on a 2 s clip
@@ -42,6 +42,8 @@ def test_text_rate_bounds_skip_and_count(tok):
     assert [it["id"] for it in ds.items] == ["u0"]
     assert ds.skipped.text_rate == 2 and ds.skipped.total == 2
     assert any("text tokens/s outside" in e for e in ds.skipped.examples)
+    with pytest.raises(ValueError, match="strict=true"):
+        CodesDataset(rows, tok, 2, max_tokens=100_000, frame_rate=25.0, text_rate={**bounds, "strict": True})
     off = CodesDataset(rows, tok, 2, max_tokens=100_000, frame_rate=None, text_rate=bounds)
     assert len(off) == 3  # no frame rate: the check is off
 
